@@ -1,0 +1,50 @@
+"""Split documents into chunks with langchain-text-splitters; every chunk gets a content-hash id."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from langchain_text_splitters import Language, RecursiveCharacterTextSplitter, TextSplitter
+
+from perpetual.records import Chunk, Document, content_id
+
+_LANGUAGES = {"python": Language.PYTHON, "markdown": Language.MARKDOWN}
+
+
+def make_splitter(language: str, chunk_size: int, chunk_overlap: int) -> TextSplitter:
+    if language in _LANGUAGES:
+        return RecursiveCharacterTextSplitter.from_language(
+            _LANGUAGES[language], chunk_size=chunk_size, chunk_overlap=chunk_overlap
+        )
+    return RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+
+
+def chunk_documents(documents: Iterable[Document], chunk_size: int, chunk_overlap: int) -> tuple[list[Chunk], int]:
+    """Return the chunks in document order and how many exact duplicate chunks were merged.
+
+    A product is one chunk however long (the paper's products task); code and prose are split by language.
+    """
+    splitters: dict[str, TextSplitter] = {}
+    chunks: list[Chunk] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for document in documents:
+        if document["language"] == "product":
+            pieces = [document["text"].strip()]
+        else:
+            language = document["language"]
+            if language not in splitters:
+                splitters[language] = make_splitter(language, chunk_size, chunk_overlap)
+            pieces = [piece.strip() for piece in splitters[language].split_text(document["text"])]
+        for piece in pieces:
+            if not piece:
+                continue
+            chunk_id = content_id(document["task"], piece)
+            if chunk_id in seen:
+                duplicates += 1
+                continue
+            seen.add(chunk_id)
+            chunks.append(
+                Chunk(chunk_id=chunk_id, task=document["task"], source=document["source"], language=document["language"], text=piece)
+            )
+    return chunks, duplicates

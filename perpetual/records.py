@@ -1,0 +1,47 @@
+"""The records passed between stages (one JSON object per line in data/)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal, TypedDict
+
+LETTERS = ("A", "B", "C", "D")
+
+
+class Document(TypedDict):
+    doc_id: str
+    task: str
+    source: str  # path inside the source, URL#path, or dataset id#row
+    language: str  # python | markdown | text
+    text: str
+
+
+class Chunk(TypedDict):
+    chunk_id: str
+    task: str
+    source: str
+    language: str
+    text: str
+
+
+class Flashcard(TypedDict):
+    chunk_id: str
+    question: str
+    answer: str
+
+
+class Mcq(TypedDict):
+    mcq_id: str
+    chunk_id: str
+    question: str
+    options: list[str]  # exactly 4, no letter prefixes
+    answer: Literal["A", "B", "C", "D"]
+    # The text the options continue in the cloze format (for offline items, the sentence start they were cut from).
+    cloze_prefix: str
+    kind: str  # the answer's type (number, name, ...), used to balance letters within each type
+
+
+def content_id(*parts: str, length: int = 16) -> str:
+    """A stable id from content: the same text always gets the same id, on any machine."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return digest[:length]

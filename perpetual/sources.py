@@ -1,0 +1,215 @@
+"""Read a task's source (local folder, git repo at a commit, papers, product catalogue) into documents.
+
+Unreadable files (binary, not UTF-8, empty, unparseable PDF) are skipped, counted and reported, never dropped
+silently; a source that yields no document at all is a user error.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from perpetual.config import CatalogueSource, GitSource, LocalSource, PapersSource
+from perpetual.errors import UserError
+from perpetual.records import Document, content_id
+
+
+@dataclass
+class FetchReport:
+    documents: list[Document] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # source path -> reason
+
+    def add(self, task: str, source: str, language: str, text: str) -> None:
+        if not text.strip():
+            self.skipped[source] = "empty"
+            return
+        doc_id = content_id(task, source)
+        self.documents.append(Document(doc_id=doc_id, task=task, source=source, language=language, text=text))
+
+
+def _matches(relative: Path, patterns: Iterable[str]) -> bool:
+    return any(relative.match(pattern) or relative.as_posix() == pattern for pattern in patterns)
+
+
+def _select_files(root: Path, include: list[str], exclude: list[str]) -> list[Path]:
+    files = set()
+    for pattern in include:
+        files.update(path for path in root.glob(pattern) if path.is_file())
+    return sorted(
+        path
+        for path in files
+        if ".git" not in path.relative_to(root).parts and not _matches(path.relative_to(root), exclude)
+    )
+
+
+def _decode(path: Path) -> tuple[str | None, str]:
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        return None, "binary"
+    try:
+        return data.decode("utf-8"), ""
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+
+
+def _language_of(path: Path, default: str) -> str:
+    return {".py": "python", ".md": "markdown"}.get(path.suffix.lower(), default)
+
+
+def read_folder(task: str, root: Path, include: list[str], exclude: list[str], language: str, label: str) -> FetchReport:
+    if not root.is_dir():
+        raise UserError(f"source folder {root} for task '{task}' does not exist; fix fetch.sources.{task}.path in params.yaml")
+    report = FetchReport()
+    for path in _select_files(root, include, exclude):
+        relative = path.relative_to(root).as_posix()
+        text, reason = _decode(path)
+        if text is None:
+            report.skipped[relative] = reason
+            continue
+        report.add(task, f"{label}{relative}", _language_of(path, language), text)
+    return report
+
+
+def fetch_local(task: str, source: LocalSource) -> FetchReport:
+    return read_folder(task, Path(source.path), source.include, source.exclude, source.language, "")
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"git {' '.join(args[:2])} failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no output'}")
+    return result.stdout
+
+
+def checkout_git(source: GitSource, cache_dir: Path) -> Path:
+    """Clone (once, cached) and check out the pinned commit; the commit pin makes the fetch reproducible."""
+    checkout = cache_dir / content_id(source.url, length=12)
+    if not (checkout / ".git").exists():
+        checkout.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _git("clone", "--quiet", "--no-checkout", source.url, str(checkout))
+        except UserError as error:
+            raise UserError(f"cannot clone {source.url} ({error}); check fetch.sources.*.url or use a local path") from None
+    try:
+        _git("checkout", "--quiet", "--force", source.commit, cwd=checkout)
+    except UserError:
+        raise UserError(
+            f"commit {source.commit} not found in {source.url}; fix fetch.sources.*.commit (a full or short sha)"
+        ) from None
+    return checkout
+
+
+def fetch_git(task: str, source: GitSource, cache_dir: Path) -> FetchReport:
+    checkout = checkout_git(source, cache_dir)
+    resolved = _git("rev-parse", "HEAD", cwd=checkout).strip()
+    return read_folder(task, checkout, source.include, source.exclude, source.language, f"{source.url}@{resolved[:12]}:")
+
+
+def pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+
+    reader = PdfReader(str(path))
+    return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+
+
+def fetch_papers(task: str, source: PapersSource) -> FetchReport:
+    root = Path(source.path)
+    report = read_folder(task, root, ["**/*.md", "**/*.txt"], [], "markdown", "")
+    for path in _select_files(root, ["**/*.pdf"], []):
+        relative = path.relative_to(root).as_posix()
+        try:
+            text = pdf_text(path)
+        except Exception as error:  # pypdf raises many types for damaged files; any of them means "skip this file"
+            report.skipped[relative] = f"unreadable PDF ({type(error).__name__})"
+            continue
+        report.add(task, relative, "text", text)
+    report.documents.sort(key=lambda doc: doc["source"])
+    return report
+
+
+def _load_catalogue_rows(source: CatalogueSource) -> list[dict[str, Any]]:
+    if source.hf_dataset is not None:
+        import datasets
+
+        try:
+            dataset = datasets.load_dataset(source.hf_dataset, split=source.hf_split)
+        except Exception as error:  # hub errors vary by version; the message is what the user needs
+            raise UserError(
+                f"cannot load dataset {source.hf_dataset!r} ({type(error).__name__}); without network, export it to a "
+                "local CSV/JSONL/Parquet file and set fetch.sources.<task>.path instead"
+            ) from None
+        return [dict(row) for row in dataset]
+    import pandas as pd
+
+    path = Path(source.path or "")
+    if not path.is_file():
+        raise UserError(f"catalogue file {path} does not exist; fix fetch.sources.<task>.path in params.yaml")
+    # Strings as written: a price of "89.30" must not become the float 89.3.
+    readers = {
+        ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
+        ".parquet": pd.read_parquet,
+        ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
+    }
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise UserError(f"catalogue {path} has an unsupported extension; use .csv, .jsonl or .parquet")
+    try:
+        frame = reader(path)
+    except Exception as error:  # pandas parser errors differ per format
+        raise UserError(f"cannot parse catalogue {path}: {str(error).splitlines()[0]}") from None
+    return frame.to_dict(orient="records")
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+
+
+def render_product(row: dict[str, Any], text_fields: list[str]) -> str:
+    """The first field is the product's heading; the rest become 'Field: value' lines, free text stays as is."""
+    lines = []
+    for index, name in enumerate(text_fields):
+        value = row.get(name)
+        if _is_missing(value):
+            continue
+        text = str(value).strip()
+        if index == 0 or name in {"description", "text", "body"}:
+            lines.append(text)
+        else:
+            lines.append(f"{name.replace('_', ' ').capitalize()}: {text}")
+    return "\n".join(lines)
+
+
+def fetch_catalogue(task: str, source: CatalogueSource) -> FetchReport:
+    rows = _load_catalogue_rows(source)
+    if rows:
+        missing = [name for name in [source.id_field, *source.text_fields] if name not in rows[0]]
+        if missing:
+            raise UserError(
+                f"catalogue has no column(s) {missing}; available: {sorted(rows[0])}; fix fetch.sources.{task}.text_fields/id_field"
+            )
+    report = FetchReport()
+    label = source.hf_dataset or Path(source.path or "").name
+    for index, row in enumerate(rows[: source.max_products]):
+        product_id = str(row.get(source.id_field, index))
+        report.add(task, f"{label}#{product_id}", "product", render_product(row, source.text_fields))
+    return report
+
+
+def fetch(task: str, source: object, cache_dir: Path) -> FetchReport:
+    if isinstance(source, LocalSource):
+        report = fetch_local(task, source)
+    elif isinstance(source, GitSource):
+        report = fetch_git(task, source, cache_dir)
+    elif isinstance(source, PapersSource):
+        report = fetch_papers(task, source)
+    elif isinstance(source, CatalogueSource):
+        report = fetch_catalogue(task, source)
+    else:
+        raise TypeError(f"unknown source type {type(source).__name__}")
+    if not report.documents:
+        reasons = f" ({len(report.skipped)} file(s) skipped: {sorted(set(report.skipped.values()))})" if report.skipped else ""
+        raise UserError(f"task '{task}' source yielded no documents{reasons}; check fetch.sources.{task} in params.yaml")
+    return report

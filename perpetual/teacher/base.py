@@ -1,0 +1,52 @@
+"""The interface every teacher backend implements, and the drafts it returns.
+
+A backend only proposes items; `perpetual.teacher.quality` validates, deduplicates, balances answer letters and
+checks leakage for every backend alike, so the rules cannot drift between backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, Sequence
+
+from perpetual.records import Chunk
+
+ItemKind = Literal["flashcards", "mcq"]
+
+
+@dataclass(frozen=True)
+class FlashcardDraft:
+    chunk_id: str
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class McqDraft:
+    chunk_id: str
+    question: str
+    options: tuple[str, ...]  # as proposed; may carry letter prefixes or duplicates, which quality rules catch
+    correct_index: int
+    cloze_prefix: str = ""  # empty: the cloze format renders "Question: ...\nAnswer:" instead
+    kind: str = "text"
+
+
+@dataclass
+class Failure:
+    chunk_id: str
+    kind: ItemKind
+    reason: str
+
+
+@dataclass
+class GenerationResult:
+    flashcards: list[FlashcardDraft] = field(default_factory=list)
+    mcqs: list[McqDraft] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)  # requests, cache_hits, tokens, cost_usd, ...
+
+
+class Teacher(Protocol):
+    """Generates drafts for all chunks of one task (the offline backend draws distractors across chunks)."""
+
+    def generate(self, chunks: Sequence[Chunk], flashcards_per_chunk: int, mcqs_per_chunk: int) -> GenerationResult: ...

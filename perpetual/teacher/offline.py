@@ -1,0 +1,165 @@
+"""A deterministic teacher that needs no model: cloze questions cut from a chunk's own statements.
+
+Each statement (a prose sentence or a line of code) is cut before its last salient span (a number, an identifier,
+a quoted string, a capitalised name, else a final word). Some statements of each chunk become open flashcards for
+training; the others become MCQs whose distractors are spans of the same kind and similar length from other
+statements of the same task. A statement is never both, so no MCQ repeats a flashcard.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Sequence
+
+from perpetual.records import Chunk, content_id
+from perpetual.teacher.base import FlashcardDraft, GenerationResult, McqDraft
+
+# Ordered by how specific a span is: the first kind that matches near the end of a statement wins.
+_SPAN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("number", re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*(?:%|\b)")),
+    ("quoted", re.compile(r"\"[^\"\n]{1,40}\"|'[^'\n]{1,40}'")),
+    ("identifier", re.compile(r"\b[A-Za-z]+_[A-Za-z0-9_]+\b|\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*\b")),
+    ("name", re.compile(r"\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+)*\b")),
+    ("word", re.compile(r"\b[a-z][a-z-]{3,}\b")),
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_ENDS_STATEMENT = re.compile(r"\s*(?:[a-z%]+\s*)?[.,;:!?)\"']*\s*$")
+_MARKUP = re.compile(r"^\s*(?:#+|[-*+]|\d+\.|>)\s+")
+_MIN_PREFIX_CHARS = 6
+_CONTEXT_CHARS = 300  # how much of the chunk before a statement the cloze item keeps, so "It weighs" has a subject
+
+
+@dataclass(frozen=True)
+class Statement:
+    start: int  # offset of the statement in the chunk text
+    text: str
+    span_start: int  # offset of the answer span inside `text`
+    answer: str
+    kind: str
+
+
+def split_statements(text: str, language: str) -> list[tuple[int, str]]:
+    """Statements with their offsets: lines for code and catalogue fields, sentences for prose."""
+    statements = []
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\n")
+        if language == "python":
+            pieces = [(0, body)]
+        else:
+            pieces, cursor = [], 0
+            for match in _SENTENCE_END.finditer(body):
+                pieces.append((cursor, body[cursor : match.start()]))
+                cursor = match.end()
+            pieces.append((cursor, body[cursor:]))
+        for local, piece in pieces:
+            markup = _MARKUP.match(piece)
+            skip = markup.end() if markup else 0
+            stripped = piece[skip:].rstrip()
+            if stripped.strip():
+                lead = len(stripped) - len(stripped.lstrip())
+                statements.append((offset + local + skip + lead, stripped.strip()))
+        offset += len(line)
+    return statements
+
+
+def find_span(statement: str) -> tuple[int, str, str] | None:
+    """The last salient span that leaves a usable prefix: (offset, text, kind)."""
+    best: tuple[int, str, str] | None = None
+    for kind, pattern in _SPAN_PATTERNS:
+        for match in pattern.finditer(statement):
+            if match.start() < _MIN_PREFIX_CHARS:
+                continue
+            if best is None or match.start() > best[0]:
+                best = (match.start(), match.group(0), kind)
+        if best is not None and _ENDS_STATEMENT.match(statement, best[0] + len(best[1])):
+            return best  # a specific span that ends the statement (a unit may follow): stop before weaker kinds
+    return best
+
+
+def extract_statements(chunk: Chunk) -> list[Statement]:
+    found = []
+    for start, text in split_statements(chunk["text"], chunk["language"]):
+        span = find_span(text)
+        if span is not None:
+            found.append(Statement(start=start, text=text, span_start=span[0], answer=span[1], kind=span[2]))
+    return found
+
+
+def _source_name(chunk: Chunk) -> str:
+    source = chunk["source"].split("#", 1)[0].rsplit(":", 1)[-1]
+    return PurePosixPath(source).name or chunk["task"]
+
+
+def _tail(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[-limit:]
+    boundary = cut.find("\n")
+    return cut[boundary + 1 :] if 0 <= boundary < limit // 2 else cut
+
+
+class OfflineTeacher:
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def _rng(self, *parts: str) -> random.Random:
+        return random.Random(content_id(str(self.seed), *parts))
+
+    def generate(self, chunks: Sequence[Chunk], flashcards_per_chunk: int, mcqs_per_chunk: int) -> GenerationResult:
+        result = GenerationResult()
+        planned: list[tuple[Chunk, Statement]] = []
+        pool: dict[str, set[str]] = defaultdict(set)
+        for chunk in chunks:
+            statements = extract_statements(chunk)
+            for statement in statements:
+                pool[statement.kind].add(statement.answer)
+            # Alternate statements between flashcards and MCQs so both cover the whole chunk.
+            order = statements[0::2] + statements[1::2]
+            cards, questions = order[:flashcards_per_chunk], order[flashcards_per_chunk:][:mcqs_per_chunk]
+            for statement in cards:
+                result.flashcards.append(self._flashcard(chunk, statement))
+            planned.extend((chunk, statement) for statement in questions)
+        for chunk, statement in planned:
+            draft = self._mcq(chunk, statement, pool)
+            if draft is not None:
+                result.mcqs.append(draft)
+        result.stats["requests"] = 0
+        result.stats["statements_without_distractors"] = len(planned) - len(result.mcqs)
+        return result
+
+    def _flashcard(self, chunk: Chunk, statement: Statement) -> FlashcardDraft:
+        prefix = statement.text[: statement.span_start].rstrip()
+        question = f"In {_source_name(chunk)}, how does this continue: \"{prefix} ...\"?"
+        return FlashcardDraft(chunk_id=chunk["chunk_id"], question=question, answer=statement.text)
+
+    def _mcq(self, chunk: Chunk, statement: Statement, pool: dict[str, set[str]]) -> McqDraft | None:
+        answer = statement.answer
+        candidates = sorted(option for option in pool[statement.kind] if option.casefold() != answer.casefold())
+        distinct: dict[str, str] = {}
+        for option in candidates:
+            distinct.setdefault(option.casefold(), option)
+        candidates = list(distinct.values())
+        if len(candidates) < 3:
+            return None
+        rng = self._rng(chunk["chunk_id"], statement.text)
+        rng.shuffle(candidates)
+        # Nearest in length first, so the correct option is not given away by being the longest or shortest.
+        candidates.sort(key=lambda option: abs(len(option) - len(answer)))
+        distractors = candidates[:3]
+        before = chunk["text"][: statement.start + statement.span_start]
+        cloze_prefix = _tail(before, _CONTEXT_CHARS)
+        shown = statement.text[: statement.span_start].rstrip()
+        question = f"In {_source_name(chunk)}, what completes \"{shown} ___\"?"
+        return McqDraft(
+            chunk_id=chunk["chunk_id"],
+            question=question,
+            options=(answer, *distractors),
+            correct_index=0,
+            cloze_prefix=cloze_prefix,
+            kind=statement.kind,
+        )

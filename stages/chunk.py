@@ -1,0 +1,39 @@
+"""chunk@<task>: split documents into chunks with stable content-hash ids (data/chunks/<task>.jsonl)."""
+
+import argparse
+import sys
+
+from perpetual import paths
+from perpetual.chunking import chunk_documents
+from perpetual.config import load_params
+from perpetual.errors import exits_cleanly
+from perpetual.io import read_jsonl, write_json, write_jsonl
+
+
+@exits_cleanly
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True)
+    args = parser.parse_args()
+    params = load_params()
+    params.require_task(args.task)
+
+    documents = read_jsonl(paths.raw(args.task))
+    chunks, duplicates = chunk_documents(documents, params.chunk.chunk_size, params.chunk.chunk_overlap)
+
+    write_jsonl(paths.chunks(args.task), chunks)
+    sizes = sorted(len(chunk["text"]) for chunk in chunks)
+    write_json(
+        paths.stage_metrics("chunk", args.task),
+        {
+            "chunks": len(chunks),
+            "duplicate_chunks_merged": duplicates,
+            "chars_total": sum(sizes),
+            "chars_median": sizes[len(sizes) // 2] if sizes else 0,
+        },
+    )
+    print(f"chunk {args.task}: {len(documents)} documents -> {len(chunks)} chunks", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""index@<task>: embed the task's chunks into ChromaDB (incrementally) and retrieve top-k context for each MCQ."""
+
+import argparse
+import sys
+
+from perpetual import paths
+from perpetual.config import load_params
+from perpetual.errors import exits_cleanly
+from perpetual.io import read_jsonl, write_json, write_jsonl
+from perpetual.retrieval import load_embedder, open_collection, retrieve, sync_index
+
+
+@exits_cleanly
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True)
+    args = parser.parse_args()
+    params = load_params()
+    params.require_task(args.task)
+    settings = params.index
+
+    embedder = load_embedder(settings.embedder)
+    collection = open_collection(paths.index(args.task), args.task, settings.embedder)
+    counts = sync_index(collection, read_jsonl(paths.chunks(args.task)), embedder, settings.batch_size)
+    mcqs = read_jsonl(paths.mcqs(args.task))
+    rows = retrieve(collection, mcqs, embedder, settings.top_k, settings.batch_size)
+
+    write_jsonl(paths.retrieved(args.task), rows)
+    hits = sum(row["source_retrieved"] for row in rows)
+    recall = round(hits / len(rows), 4) if rows else 0.0
+    write_json(paths.stage_metrics("index", args.task), {**counts, f"recall_at_{settings.top_k}": recall, "mcqs": len(rows)})
+    print(f"index {args.task}: {counts}, recall@{settings.top_k}={recall}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

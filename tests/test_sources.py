@@ -1,0 +1,304 @@
+"""perpetual/sources.py: local folders, git pinned to a commit, papers (PDF/markdown), product catalogues."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from perpetual.config import CatalogueSource, GitSource, LocalSource, PapersSource
+from perpetual.errors import UserError
+from perpetual.sources import fetch, render_product
+
+FIELDS = ["title", "brand", "category", "price_usd", "description"]
+PRODUCTS = [
+    {
+        "product_id": "PX-1",
+        "title": "Tellavik Nova Kettle",
+        "brand": "Tellavik",
+        "category": "Kettles",
+        "price_usd": "89.30",
+        "description": "The Nova weighs 1336 grams.",
+    },
+    {
+        "product_id": "PX-2",
+        "title": "Ombrisk Thistle Lamp",
+        "brand": "Ombrisk",
+        "category": "Desk Lamps",
+        "price_usd": "179.00",
+        "description": "Its codename was Mirefly.",
+    },
+]
+
+
+def _write(root: Path, relative: str, content: str | bytes) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def _sources(report) -> list[str]:
+    return sorted(doc["source"] for doc in report.documents)
+
+
+# ---------------------------------------------------------------- local folders
+def test_local_include_and_exclude_globs(tmp_path: Path) -> None:
+    _write(tmp_path, "pkg/a.py", "def a():\n    return 1\n")
+    _write(tmp_path, "pkg/sub/b.py", "def b():\n    return 2\n")
+    _write(tmp_path, "pkg/sub/test_b.py", "def test_b():\n    assert True\n")
+    _write(tmp_path, "docs/guide.md", "# Guide\nSome text.\n")
+    _write(tmp_path, "notes.txt", "not included\n")
+    source = LocalSource(
+        kind="local", path=str(tmp_path), include=["**/*.py", "**/*.md"], exclude=["**/test_*.py"], language="python"
+    )
+    report = fetch("code", source, tmp_path / "cache")
+    assert _sources(report) == ["docs/guide.md", "pkg/a.py", "pkg/sub/b.py"]
+    languages = {doc["source"]: doc["language"] for doc in report.documents}
+    assert languages == {"docs/guide.md": "markdown", "pkg/a.py": "python", "pkg/sub/b.py": "python"}
+    by_source = {doc["source"]: doc for doc in report.documents}
+    assert by_source["pkg/a.py"]["text"] == "def a():\n    return 1\n"
+    assert all(doc["task"] == "code" for doc in report.documents)
+    assert len({doc["doc_id"] for doc in report.documents}) == 3
+    assert report.skipped == {}
+
+
+def test_local_exclude_globs_match_like_include_globs(tmp_path: Path) -> None:
+    """`**/x` must also exclude top-level files and `dir/**` everything below dir, as the same globs do in include."""
+    _write(tmp_path, "README.md", "# Top-level readme\n")
+    _write(tmp_path, "pkg/notes.md", "# Nested notes\n")
+    _write(tmp_path, "pkg/a.py", "A = 1\n")
+    _write(tmp_path, "build/lib/generated.py", "GENERATED = 1\n")
+    source = LocalSource(kind="local", path=str(tmp_path), include=["**/*"], exclude=["**/*.md", "build/**"])
+    report = fetch("code", source, tmp_path / "cache")
+    assert _sources(report) == ["pkg/a.py"]
+
+
+def test_binary_and_non_utf8_files_are_skipped_and_reported(tmp_path: Path) -> None:
+    _write(tmp_path, "good.txt", "Plain readable text.\n")
+    _write(tmp_path, "image.bin", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    _write(tmp_path, "latin1.txt", "caf\xe9 cr\xe8me".encode("latin-1"))
+    _write(tmp_path, "blank.txt", "   \n\n")
+    source = LocalSource(kind="local", path=str(tmp_path), include=["**/*"])
+    report = fetch("notes", source, tmp_path / "cache")
+    assert _sources(report) == ["good.txt"]
+    assert report.skipped == {"image.bin": "binary", "latin1.txt": "not UTF-8", "blank.txt": "empty"}
+
+
+def test_empty_folder_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    source = LocalSource(kind="local", path=str(tmp_path / "empty"))
+    with pytest.raises(UserError, match="no documents"):
+        fetch("code", source, tmp_path / "cache")
+
+
+def test_folder_of_only_unreadable_files_names_the_reasons(tmp_path: Path) -> None:
+    _write(tmp_path, "src/blob.bin", b"\x00\x01\x02")
+    source = LocalSource(kind="local", path=str(tmp_path / "src"))
+    with pytest.raises(UserError, match="binary"):
+        fetch("code", source, tmp_path / "cache")
+
+
+def test_missing_folder_is_a_user_error(tmp_path: Path) -> None:
+    source = LocalSource(kind="local", path=str(tmp_path / "nope"))
+    with pytest.raises(UserError, match="does not exist"):
+        fetch("code", source, tmp_path / "cache")
+
+
+# ---------------------------------------------------------------- git
+def _git(repo: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-c", "user.email=a@b", "-c", "user.name=t", "-c", "commit.gpgsign=false", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+@pytest.fixture()
+def upstream(tmp_path: Path) -> tuple[Path, list[str]]:
+    repo = tmp_path / "upstream"
+    repo.mkdir()
+    _git(repo, "init", "--quiet")
+    commits = []
+    for version in (1, 2):
+        _write(repo, "lib/core.py", f"VERSION = {version}\n")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "--quiet", "-m", f"v{version}")
+        commits.append(_git(repo, "rev-parse", "HEAD"))
+    return repo, commits
+
+
+def test_git_pinned_to_first_commit_gets_first_version(tmp_path: Path, upstream: tuple[Path, list[str]]) -> None:
+    repo, (first, second) = upstream
+    source = GitSource(kind="git", url=str(repo), commit=first)
+    report = fetch("code", source, tmp_path / "cache")
+    assert [doc["text"] for doc in report.documents] == ["VERSION = 1\n"]
+    assert report.documents[0]["source"].endswith(f"@{first[:12]}:lib/core.py")
+    # A short sha of the second commit gets the second version (same cache, different pin).
+    report = fetch("code", GitSource(kind="git", url=str(repo), commit=second[:8]), tmp_path / "cache")
+    assert [doc["text"] for doc in report.documents] == ["VERSION = 2\n"]
+
+
+def test_git_bad_commit_is_a_user_error(tmp_path: Path, upstream: tuple[Path, list[str]]) -> None:
+    repo, _ = upstream
+    source = GitSource(kind="git", url=str(repo), commit="deadbeefdeadbeef")
+    with pytest.raises(UserError, match="deadbeefdeadbeef"):
+        fetch("code", source, tmp_path / "cache")
+
+
+def test_git_unreachable_url_is_a_user_error(tmp_path: Path) -> None:
+    source = GitSource(kind="git", url=str(tmp_path / "no-such-repo"), commit="abcdef1")
+    with pytest.raises(UserError, match="cannot clone"):
+        fetch("code", source, tmp_path / "cache")
+
+
+def test_git_commit_made_after_first_fetch_is_found(tmp_path: Path, upstream: tuple[Path, list[str]]) -> None:
+    """Bumping the pin to a newer upstream commit must work even though the clone is cached."""
+    repo, (first, _) = upstream
+    cache = tmp_path / "cache"
+    fetch("code", GitSource(kind="git", url=str(repo), commit=first), cache)
+    _write(repo, "lib/core.py", "VERSION = 3\n")
+    _git(repo, "commit", "--quiet", "-am", "v3")
+    third = _git(repo, "rev-parse", "HEAD")
+    report = fetch("code", GitSource(kind="git", url=str(repo), commit=third), cache)
+    assert [doc["text"] for doc in report.documents] == ["VERSION = 3\n"]
+
+
+# ---------------------------------------------------------------- papers
+def minimal_pdf(text: str) -> bytes:
+    """A one-page PDF with one text object in the standard Helvetica font, with a correct xref table."""
+    stream = f"BT /F1 24 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_papers_pdf_is_extracted_and_corrupt_pdf_reported(tmp_path: Path) -> None:
+    _write(tmp_path, "a-paper.pdf", minimal_pdf("Hello Perpetual 42"))
+    _write(tmp_path, "b-notes.md", "# Notes\nThe optimiser uses 7 warm-up steps.\n")
+    _write(tmp_path, "c-draft.txt", "A plain text draft.\n")
+    _write(tmp_path, "d-broken.pdf", b"%PDF-1.4\nthis is not really a pdf\x01\x02")
+    _write(tmp_path, "e-figure.png", b"\x89PNG\x00\x00")  # not a paper format: ignored, not reported
+    report = fetch("research", PapersSource(kind="papers", path=str(tmp_path)), tmp_path / "cache")
+    assert _sources(report) == ["a-paper.pdf", "b-notes.md", "c-draft.txt"]
+    assert [doc["source"] for doc in report.documents] == _sources(report)  # sorted by source
+    by_source = {doc["source"]: doc for doc in report.documents}
+    assert "Hello Perpetual 42" in by_source["a-paper.pdf"]["text"]
+    assert by_source["b-notes.md"]["language"] == "markdown"
+    assert set(report.skipped) == {"d-broken.pdf"}
+    assert report.skipped["d-broken.pdf"].startswith("unreadable PDF")
+
+
+def test_papers_folder_with_only_a_corrupt_pdf_is_a_user_error(tmp_path: Path) -> None:
+    _write(tmp_path, "broken.pdf", b"garbage bytes, no header at all")
+    with pytest.raises(UserError, match="no documents"):
+        fetch("research", PapersSource(kind="papers", path=str(tmp_path)), tmp_path / "cache")
+
+
+# ---------------------------------------------------------------- catalogues
+def _expected_texts() -> list[str]:
+    return [render_product(row, FIELDS) for row in PRODUCTS]
+
+
+def _catalogue(path: Path, **overrides) -> CatalogueSource:
+    return CatalogueSource(kind="catalogue", path=str(path), id_field="product_id", text_fields=FIELDS, **overrides)
+
+
+def test_render_product() -> None:
+    text = render_product({**PRODUCTS[0], "brand": ""}, FIELDS)
+    assert text == "Tellavik Nova Kettle\nCategory: Kettles\nPrice usd: 89.30\nThe Nova weighs 1336 grams."
+    assert render_product({"title": "X", "price_usd": float("nan"), "description": None}, FIELDS) == "X"
+
+
+def test_csv_catalogue_keeps_strings_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.csv"
+    pd.DataFrame(PRODUCTS).to_csv(path, index=False)
+    assert "89.30" in path.read_text(encoding="utf-8")
+    report = fetch("products", _catalogue(path), tmp_path / "cache")
+    assert [doc["text"] for doc in report.documents] == _expected_texts()
+    assert "Price usd: 89.30" in report.documents[0]["text"]
+    assert "Price usd: 179.00" in report.documents[1]["text"]
+    assert [doc["source"] for doc in report.documents] == ["catalogue.csv#PX-1", "catalogue.csv#PX-2"]
+    assert {doc["language"] for doc in report.documents} == {"product"}
+
+
+def test_jsonl_catalogue_one_document_per_row(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in PRODUCTS), encoding="utf-8")
+    report = fetch("products", _catalogue(path), tmp_path / "cache")
+    assert [doc["text"] for doc in report.documents] == _expected_texts()
+    assert [doc["source"] for doc in report.documents] == ["catalogue.jsonl#PX-1", "catalogue.jsonl#PX-2"]
+
+
+def test_parquet_catalogue_one_document_per_row(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.parquet"
+    pd.DataFrame(PRODUCTS).to_parquet(path, index=False)
+    report = fetch("products", _catalogue(path), tmp_path / "cache")
+    assert [doc["text"] for doc in report.documents] == _expected_texts()
+
+
+def test_catalogue_max_products(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.csv"
+    pd.DataFrame(PRODUCTS).to_csv(path, index=False)
+    report = fetch("products", _catalogue(path, max_products=1), tmp_path / "cache")
+    assert [doc["source"] for doc in report.documents] == ["catalogue.csv#PX-1"]
+
+
+def test_catalogue_missing_column_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.csv"
+    pd.DataFrame(PRODUCTS).drop(columns=["brand"]).to_csv(path, index=False)
+    with pytest.raises(UserError, match="brand"):
+        fetch("products", _catalogue(path), tmp_path / "cache")
+
+
+def test_catalogue_missing_file_and_bad_extension(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        fetch("products", _catalogue(tmp_path / "nope.csv"), tmp_path / "cache")
+    odd = tmp_path / "catalogue.xlsx"
+    odd.write_bytes(b"PK\x03\x04")
+    with pytest.raises(UserError, match="unsupported extension"):
+        fetch("products", _catalogue(odd), tmp_path / "cache")
+
+
+def test_hf_dataset_failure_suggests_a_local_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    calls = []
+
+    def offline_load_dataset(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline_load_dataset)
+    source = CatalogueSource(kind="catalogue", hf_dataset="wdc/products-2017", text_fields=["title"])
+    with pytest.raises(UserError) as caught:
+        fetch("products", source, tmp_path / "cache")
+    message = str(caught.value)
+    assert calls, "datasets.load_dataset was not used"
+    assert "wdc/products-2017" in message
+    assert "local" in message and "CSV" in message
+    assert "\n" not in message
