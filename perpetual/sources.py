@@ -30,18 +30,24 @@ class FetchReport:
         self.documents.append(Document(doc_id=doc_id, task=task, source=source, language=language, text=text))
 
 
-def _matches(relative: Path, patterns: Iterable[str]) -> bool:
-    return any(relative.match(pattern) or relative.as_posix() == pattern for pattern in patterns)
+def _glob_files(root: Path, patterns: Iterable[str]) -> set[Path]:
+    """Files matching any pattern; a pattern that matches a folder covers everything under it."""
+    found: set[Path] = set()
+    for pattern in patterns:
+        for path in root.glob(pattern):
+            if path.is_dir():
+                found.update(child for child in path.rglob("*") if child.is_file())
+            elif path.is_file():
+                found.add(path)
+    return found
 
 
 def _select_files(root: Path, include: list[str], exclude: list[str]) -> list[Path]:
-    files = set()
-    for pattern in include:
-        files.update(path for path in root.glob(pattern) if path.is_file())
+    excluded = _glob_files(root, exclude)
     return sorted(
         path
-        for path in files
-        if ".git" not in path.relative_to(root).parts and not _matches(path.relative_to(root), exclude)
+        for path in _glob_files(root, include) - excluded
+        if ".git" not in path.relative_to(root).parts
     )
 
 
@@ -93,6 +99,9 @@ def checkout_git(source: GitSource, cache_dir: Path) -> Path:
             _git("clone", "--quiet", "--no-checkout", source.url, str(checkout))
         except UserError as error:
             raise UserError(f"cannot clone {source.url} ({error}); check fetch.sources.*.url or use a local path") from None
+    missing = subprocess.run(["git", "cat-file", "-e", f"{source.commit}^{{commit}}"], cwd=checkout, capture_output=True)
+    if missing.returncode != 0:  # the pin may name a commit pushed after our cached clone was made
+        _git("fetch", "--quiet", "origin", cwd=checkout)
     try:
         _git("checkout", "--quiet", "--force", source.commit, cwd=checkout)
     except UserError:

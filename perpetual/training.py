@@ -93,6 +93,7 @@ def sft_config(params: TrainParams, output_dir: Path, model: PreTrainedModel) ->
         logging_steps=params.logging_steps,
         report_to="none",
         dataloader_num_workers=0,
+        group_by_length=params.group_by_length,
     )
 
 

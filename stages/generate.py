@@ -21,7 +21,7 @@ def main() -> None:
     settings = params.generate
 
     chunks = read_jsonl(paths.chunks(args.task))
-    teacher = make_teacher(settings.teacher, seed=params.pipeline.seed)
+    teacher = make_teacher(settings.teacher, params.pipeline.seed, settings.near_duplicate_threshold)
     result = teacher.generate(chunks, settings.flashcards_per_chunk, settings.mcqs_per_chunk)
 
     report = QualityReport()

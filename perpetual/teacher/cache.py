@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,6 @@ class ResponseCache:
 
     def __init__(self, root: Union[str, Path]) -> None:
         self.root = Path(root)
-        self._made_dirs: set[Path] = set()
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -76,18 +75,21 @@ class ResponseCache:
             "info": dict(info or {}),
         }
         target = self.path(key)
-        if target.parent not in self._made_dirs:  # one mkdir per folder, not one per write
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(target.parent)
-        descriptor, temp_name = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=target.parent)
+        # Unique among live writers (pid + thread) without the random-name retries of mkstemp; a leftover from a
+        # killed process with a recycled pid is simply truncated.
+        temp = target.with_name(f".{key[:16]}.{os.getpid()}.{threading.get_ident()}.tmp")
+        data = json.dumps(record, ensure_ascii=False, sort_keys=True)
         try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                # No fsync: kill -9 cannot tear a renamed file, and the empty or partial file an OS crash might
-                # leave is read as a miss and asked again. Skipping it halves the cost of each write.
-                json.dump(record, handle, ensure_ascii=False, sort_keys=True)
-            os.replace(temp_name, target)
+            # No fsync: kill -9 cannot tear a renamed file, and the empty or partial file an OS crash might leave
+            # is read as a miss and asked again; skipping it keeps writes cheap on the request path.
+            try:
+                temp.write_text(data, encoding="utf-8")
+            except FileNotFoundError:  # the first write into this folder
+                target.parent.mkdir(parents=True, exist_ok=True)
+                temp.write_text(data, encoding="utf-8")
+            os.replace(temp, target)
         except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
             raise
 
     def remove_stale_temps(self, max_age_s: float = STALE_TEMP_AGE_S) -> int:

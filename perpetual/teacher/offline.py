@@ -17,6 +17,7 @@ from typing import Sequence
 
 from perpetual.records import Chunk, content_id
 from perpetual.teacher.base import FlashcardDraft, GenerationResult, McqDraft
+from perpetual.teacher.quality import NearDuplicateIndex
 
 # Ordered by how specific a span is: the first kind that matches near the end of a statement wins.
 _SPAN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -95,6 +96,12 @@ def _source_name(chunk: Chunk) -> str:
     return PurePosixPath(source).name or chunk["task"]
 
 
+def _subject(chunk: Chunk) -> str:
+    """The chunk's first line (a product title, a heading, a def): tells otherwise identical questions apart."""
+    first = chunk["text"].strip().splitlines()[0].lstrip("#").strip()
+    return first if len(first) <= 60 else first[:57] + "..."
+
+
 def _tail(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -104,8 +111,9 @@ def _tail(text: str, limit: int) -> str:
 
 
 class OfflineTeacher:
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, near_duplicate_threshold: float = 0.9) -> None:
         self.seed = seed
+        self.near_duplicate_threshold = near_duplicate_threshold
 
     def _rng(self, *parts: str) -> random.Random:
         return random.Random(content_id(str(self.seed), *parts))
@@ -120,9 +128,18 @@ class OfflineTeacher:
                 pool[statement.kind].add(statement.answer)
             # Alternate statements between flashcards and MCQs so both cover the whole chunk.
             order = statements[0::2] + statements[1::2]
-            cards, questions = order[:flashcards_per_chunk], order[flashcards_per_chunk:][:mcqs_per_chunk]
-            for statement in cards:
-                result.flashcards.append(self._flashcard(chunk, statement))
+            cards: list[FlashcardDraft] = []
+            questions: list[Statement] = []
+            seen = NearDuplicateIndex(self.near_duplicate_threshold)
+            for statement in order:
+                card = self._flashcard(chunk, statement)
+                # A card the quality rules would drop as a near-duplicate is replaced by the next statement.
+                if len(cards) < flashcards_per_chunk and not seen.find(card.question):
+                    seen.add(card.question)
+                    cards.append(card)
+                elif len(questions) < mcqs_per_chunk:
+                    questions.append(statement)
+            result.flashcards.extend(cards)
             planned.extend((chunk, statement) for statement in questions)
         for chunk, statement in planned:
             draft = self._mcq(chunk, statement, pool)
@@ -134,7 +151,7 @@ class OfflineTeacher:
 
     def _flashcard(self, chunk: Chunk, statement: Statement) -> FlashcardDraft:
         prefix = statement.text[: statement.span_start].rstrip()
-        question = f"In {_source_name(chunk)}, how does this continue: \"{prefix} ...\"?"
+        question = f"In {_source_name(chunk)} ({_subject(chunk)}), how does this continue: \"{prefix} ...\"?"
         return FlashcardDraft(chunk_id=chunk["chunk_id"], question=question, answer=statement.text)
 
     def _mcq(self, chunk: Chunk, statement: Statement, pool: dict[str, set[str]]) -> McqDraft | None:
@@ -154,7 +171,7 @@ class OfflineTeacher:
         before = chunk["text"][: statement.start + statement.span_start]
         cloze_prefix = _tail(before, _CONTEXT_CHARS)
         shown = statement.text[: statement.span_start].rstrip()
-        question = f"In {_source_name(chunk)}, what completes \"{shown} ___\"?"
+        question = f"In {_source_name(chunk)} ({_subject(chunk)}), what completes \"{shown} ___\"?"
         return McqDraft(
             chunk_id=chunk["chunk_id"],
             question=question,

@@ -441,16 +441,26 @@ class OpenAITeacher:
 
     # ------------------------------------------------------------ running
     def _run_all(self, jobs: list[_Job], chunk_count: int) -> dict[int, _Outcome]:
+        # Cache lookups happen here, before the pool: cached jobs never take a worker, and reruns are fast.
         outcomes: dict[int, _Outcome] = {}
-        pending = Counter(job.chunk_index for job in jobs)
+        to_ask: list[int] = []
+        for position, job in enumerate(jobs):
+            cached = self._from_cache(job)
+            if cached is None:
+                to_ask.append(position)
+            else:
+                outcomes[position] = cached
+        pending = Counter(jobs[position].chunk_index for position in to_ask)
         bar = tqdm(total=chunk_count, unit="chunk", desc="teacher", disable=None if self._show_progress else True)
-        bar.update(chunk_count - len(pending))  # chunks with nothing to ask
+        bar.update(chunk_count - len(pending))  # chunks answered entirely from the cache
         with bar, ThreadPoolExecutor(max_workers=self.params.concurrency, thread_name_prefix="teacher") as pool:
-            futures = {pool.submit(self._run_job, job): position for position, job in enumerate(jobs)}
+            futures = {pool.submit(self._ask, jobs[position]): position for position in to_ask}
             try:
                 for future in as_completed(futures):
                     outcome = future.result()
                     outcomes[futures[future]] = outcome
+                    if outcome.items is None:
+                        self._stats.add(failures=1)
                     pending[outcome.job.chunk_index] -= 1
                     if pending[outcome.job.chunk_index] == 0:
                         bar.update(1)
@@ -463,19 +473,16 @@ class OpenAITeacher:
                 raise
         return outcomes
 
-    def _run_job(self, job: _Job) -> _Outcome:
+    def _from_cache(self, job: _Job) -> Optional[_Outcome]:
         cached = self.cache.get(job.key)
-        if cached is not None:
-            try:
-                items = parse_items(job.kind, cached.content, job.count)
-                self._stats.add(cache_hits=1)
-                return _Outcome(job, items, None)
-            except InvalidResponse:
-                pass  # cached under older, looser rules: ask again
-        outcome = self._ask(job)
-        if outcome.items is None:
-            self._stats.add(failures=1)
-        return outcome
+        if cached is None:
+            return None
+        try:
+            items = parse_items(job.kind, cached.content, job.count)
+        except InvalidResponse:
+            return None  # cached under older, looser rules: ask again
+        self._stats.add(cache_hits=1)
+        return _Outcome(job, items, None)
 
     def _ask(self, job: _Job) -> _Outcome:
         """Request until a reply passes validation, feeding each rejection back, up to max_retries times."""

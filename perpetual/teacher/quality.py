@@ -111,6 +111,8 @@ def clean_mcqs(
     flashcard_index = NearDuplicateIndex(threshold)
     for card in flashcards:
         flashcard_index.add(card.get("question", ""))
+    # A fact a flashcard answer states outright leaks too, however differently the two questions are worded.
+    taught = " | ".join(f" {normalise(card.get('answer', ''))} " for card in flashcards)
     mcq_index = NearDuplicateIndex(threshold)
     accepted: list[tuple[McqDraft, list[str]]] = []
     for draft in drafts:
@@ -121,7 +123,7 @@ def clean_mcqs(
         if not question:
             report.dropped["mcq_empty_question"] += 1
             continue
-        if flashcard_index.find(question):
+        if flashcard_index.find(question) or _states_answer(draft, options[draft.correct_index], taught):
             report.dropped["mcq_leaked_from_flashcards"] += 1
             continue
         # Offline cloze items share a template, so their identity is the passage they continue, not the wording.
@@ -136,6 +138,21 @@ def clean_mcqs(
         keep = sorted(random.Random(content_id(str(seed), "cap")).sample(range(len(accepted)), max_mcqs))
         accepted = [accepted[index] for index in keep]
     return balance_letters(accepted, seed)
+
+
+_STATEMENT_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
+
+
+def _states_answer(draft: McqDraft, correct: str, taught: str) -> bool:
+    """Whether a flashcard answer contains the MCQ's whole statement (its start up to the blank, plus the answer).
+
+    Only cloze items carry their statement; teacher-written questions are compared by question instead.
+    """
+    if not draft.cloze_prefix:
+        return False
+    statement_start = _STATEMENT_BREAK.split(draft.cloze_prefix)[-1]
+    words = normalise(statement_start).split() + normalise(correct).split()
+    return len(words) >= 3 and f" {' '.join(words)} " in taught
 
 
 def balance_letters(accepted: Sequence[tuple[McqDraft, list[str]]], seed: int) -> list[Mcq]:

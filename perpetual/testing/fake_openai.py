@@ -35,6 +35,7 @@ FaultKind = Literal[
     "schema_violation",  # valid JSON in the wrong shape (too few items, missing answer, 3 choices)
     "duplicate_options",  # MCQ choices with a repeated option
     "letter_prefixed",  # MCQ choices like "A. foo"
+    "unauthorized",  # 401, as for a wrong API key
 ]
 LETTERS = ("A", "B", "C", "D")
 FALLBACK_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
@@ -65,12 +66,14 @@ class FakeOpenAI:
         self.requests_by_prompt: Counter[str] = Counter()
         self.authorizations: list[str] = []  # in memory only
         self.bodies: list[dict[str, Any]] = []
+        self.arrivals: list[tuple[float, str]] = []  # (time.monotonic(), prompt hash) per request
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._httpd = _Server((host, port), _Handler)
         self._httpd.fake = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
+        # A short poll interval makes stop() quick (serve_forever checks for shutdown only this often).
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), name="fake-openai", daemon=True)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> "FakeOpenAI":
@@ -111,6 +114,7 @@ class FakeOpenAI:
         with self._lock:
             self.requests_by_prompt.clear()
             self.bodies.clear()
+            self.arrivals.clear()
             self.authorizations.clear()
 
     # ------------------------------------------------------------ request handling (called by the handler)
@@ -120,7 +124,9 @@ class FakeOpenAI:
         kind = request_kind(body)
         user = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
         with self._lock:
-            self.requests_by_prompt[prompt_hash(messages)] += 1
+            digest = prompt_hash(messages)
+            self.requests_by_prompt[digest] += 1
+            self.arrivals.append((time.monotonic(), digest))
             self.authorizations.append(authorization)
             self.bodies.append(body)
             for fault in self._faults:
@@ -255,6 +261,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(429, error, {"Retry-After": f"{fault.retry_after_s:g}"})
         elif fault.kind == "server_error":
             self._send_json(500, {"error": {"message": "internal error (fake)", "type": "server_error", "code": None}})
+        elif fault.kind == "unauthorized":
+            error = {"error": {"message": "Incorrect API key provided (fake)", "type": "invalid_request_error", "code": "invalid_api_key"}}
+            self._send_json(401, error)
         elif fault.kind == "hang":
             fake.pause(fault.hang_s)
             self.close_connection = True  # the client has given up by now; do not reuse this connection

@@ -1,0 +1,243 @@
+"""perpetual/teacher/offline.py + perpetual/teacher/quality.py on the real shipped corpora (data/sources)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from perpetual.chunking import chunk_documents
+from perpetual.config import load_params
+from perpetual.records import LETTERS
+from perpetual.sources import fetch
+from perpetual.teacher.base import FlashcardDraft, McqDraft
+from perpetual.teacher.offline import OfflineTeacher, extract_statements
+from perpetual.teacher.quality import (
+    QualityReport,
+    clean_flashcards,
+    clean_mcqs,
+    mcq_set_metrics,
+    normalise,
+    strip_letter_prefix,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = load_params(REPO / "params.yaml")
+TASKS = PARAMS.pipeline.tasks
+CHUNK_SIZE = 1200
+SETTINGS = PARAMS.generate
+SEED = PARAMS.pipeline.seed
+MCQ_STEM = re.compile(r'what completes "(.*) ___"\?$', re.S)
+
+
+def load_chunks(task: str) -> list:
+    source = PARAMS.fetch.sources[task]
+    source = source.model_copy(update={"path": str(REPO / source.path)})
+    report = fetch(task, source, REPO / "data" / "cache" / "git")
+    chunks, _ = chunk_documents(report.documents, CHUNK_SIZE, 0)
+    return chunks
+
+
+def generate(task: str, chunks: list) -> dict:
+    teacher = OfflineTeacher(seed=SEED)
+    result = teacher.generate(chunks, SETTINGS.flashcards_per_chunk, SETTINGS.mcqs_per_chunk)
+    report = QualityReport()
+    flashcards = clean_flashcards(result.flashcards, SETTINGS.near_duplicate_threshold, report)
+    mcqs = clean_mcqs(result.mcqs, flashcards, SETTINGS.near_duplicate_threshold, SEED, report)
+    return {"result": result, "flashcards": flashcards, "mcqs": mcqs, "report": report}
+
+
+@pytest.fixture(scope="module")
+def corpora() -> dict[str, dict]:
+    out = {}
+    for task in TASKS:
+        chunks = load_chunks(task)
+        out[task] = {"chunks": chunks, **generate(task, chunks)}
+    return out
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_enough_mcqs_per_task(corpora: dict, task: str) -> None:
+    assert len(corpora[task]["mcqs"]) >= 200
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_correct_letters_balanced_within_each_kind(corpora: dict, task: str) -> None:
+    by_kind: dict[str, Counter] = defaultdict(Counter)
+    for mcq in corpora[task]["mcqs"]:
+        by_kind[mcq["kind"]][mcq["answer"]] += 1
+    assert by_kind
+    for kind, counts in by_kind.items():
+        n = sum(counts.values())
+        for letter in LETTERS:
+            assert abs(counts[letter] - n / 4) <= 1, (kind, dict(counts))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_mcqs_well_formed_and_grounded_in_their_chunk(corpora: dict, task: str) -> None:
+    chunk_text = {chunk["chunk_id"]: chunk["text"] for chunk in corpora[task]["chunks"]}
+    ids = [mcq["mcq_id"] for mcq in corpora[task]["mcqs"]]
+    assert len(ids) == len(set(ids))
+    for mcq in corpora[task]["mcqs"]:
+        options = mcq["options"]
+        assert len(options) == 4
+        assert len({option.casefold() for option in options}) == 4, options
+        assert all(option and option == strip_letter_prefix(option) for option in options), options
+        correct = options[LETTERS.index(mcq["answer"])]
+        text = chunk_text[mcq["chunk_id"]]
+        assert correct in text
+        assert mcq["cloze_prefix"] and text.find(mcq["cloze_prefix"] + correct) >= 0
+        assert MCQ_STEM.search(mcq["question"]), mcq["question"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_no_mcq_question_near_duplicates_a_flashcard(corpora: dict, task: str) -> None:
+    """A fact taught by a training flashcard must not be asked by an evaluation MCQ (leakage).
+
+    The offline templates differ ("how does this continue" vs "what completes"), so compare the statements:
+    the MCQ's stem completed with its correct option must not be the start of any flashcard's answer.
+    """
+    taught = [normalise(card["answer"]) for card in corpora[task]["flashcards"]]
+    leaked = []
+    for mcq in corpora[task]["mcqs"]:
+        stem = MCQ_STEM.search(mcq["question"]).group(1)
+        fact = normalise(f"{stem} {mcq['options'][LETTERS.index(mcq['answer'])]}")
+        if any(answer.startswith(fact) for answer in taught):
+            leaked.append(mcq["question"])
+    assert leaked == []
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_longest_option_is_not_a_giveaway(corpora: dict, task: str) -> None:
+    assert mcq_set_metrics(corpora[task]["mcqs"])["longest_option_correct_rate"] < 0.4
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_teacher_drafts_three_flashcards_per_chunk(corpora: dict, task: str) -> None:
+    per_chunk = Counter(card.chunk_id for card in corpora[task]["result"].flashcards)
+    for chunk in corpora[task]["chunks"]:
+        expected = min(SETTINGS.flashcards_per_chunk, len(extract_statements(chunk)))
+        assert per_chunk[chunk["chunk_id"]] == expected
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_three_flashcards_per_chunk_survive_quality_rules(corpora: dict, task: str) -> None:
+    """The training set (after clean_flashcards) keeps 3 cards for every chunk with enough statements."""
+    per_chunk = Counter(card["chunk_id"] for card in corpora[task]["flashcards"])
+    short = {
+        chunk["chunk_id"]: per_chunk[chunk["chunk_id"]]
+        for chunk in corpora[task]["chunks"]
+        if len(extract_statements(chunk)) >= SETTINGS.flashcards_per_chunk
+        and per_chunk[chunk["chunk_id"]] != SETTINGS.flashcards_per_chunk
+    }
+    assert not short, f"{len(short)} of {len(corpora[task]['chunks'])} chunks lost flashcards; dropped: {dict(corpora[task]['report'].dropped)}"
+
+
+def test_flashcard_answers_are_chunk_statements(corpora: dict) -> None:
+    for task in TASKS:
+        chunk_text = {chunk["chunk_id"]: chunk["text"] for chunk in corpora[task]["chunks"]}
+        for card in corpora[task]["flashcards"]:
+            assert card["answer"] in chunk_text[card["chunk_id"]]
+            assert card["question"].endswith(' ..."?')
+
+
+def test_deterministic_in_process(corpora: dict) -> None:
+    task = "research"
+    again = generate(task, load_chunks(task))
+    assert again["mcqs"] == corpora[task]["mcqs"]
+    assert again["flashcards"] == corpora[task]["flashcards"]
+
+
+_DIGEST_SCRIPT = """
+import hashlib, json, sys
+sys.path.insert(0, {repo!r})
+import tests.test_offline_teacher as t
+out = {{task: {{k: t.generate(task, t.load_chunks(task))[k] for k in ("mcqs", "flashcards")}} for task in t.TASKS}}
+print(hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest())
+"""
+
+
+def test_deterministic_across_processes_and_hash_seeds(corpora: dict) -> None:
+    local = {task: {k: corpora[task][k] for k in ("mcqs", "flashcards")} for task in TASKS}
+    expected = hashlib.sha256(json.dumps(local, sort_keys=True).encode()).hexdigest()
+    script = _DIGEST_SCRIPT.format(repo=str(REPO))
+    for hash_seed in ("1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(REPO)}
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected
+
+
+# ---------------------------------------------------------------- quality rules on hand-made drafts
+def test_strip_letter_prefix() -> None:
+    assert strip_letter_prefix("A. foo") == "foo"
+    assert strip_letter_prefix("(b) bar") == "bar"
+    assert strip_letter_prefix("C) baz") == "baz"
+    assert strip_letter_prefix("D: qux") == "qux"
+    assert strip_letter_prefix("  B - quux ") == "quux"
+    assert strip_letter_prefix("Alpha") == "Alpha"
+    assert strip_letter_prefix("A dog") == "A dog"
+    assert strip_letter_prefix("Edinburgh") == "Edinburgh"
+
+
+def _draft(question: str, options: tuple[str, ...], correct: int = 0, kind: str = "name", chunk: str = "c1") -> McqDraft:
+    return McqDraft(chunk_id=chunk, question=question, options=options, correct_index=correct, cloze_prefix=question, kind=kind)
+
+
+def test_clean_mcqs_drops_and_counts_bad_drafts() -> None:
+    drafts = [
+        _draft("Which city is the capital of France?", ("A. Paris", "B. Lyon", "C. Nice", "D. Lille")),
+        _draft("Which river flows through Rome?", ("Tiber", "Arno", "tiber", "Po")),  # duplicate options
+        _draft("Which sea borders Odessa?", ("A. Black Sea", "Black Sea", "Red Sea", "Dead Sea")),  # prefixed duplicate
+        _draft("Which mountain is highest in the Alps?", ("Mont Blanc", "Eiger", "Matterhorn")),  # 3 options
+        _draft("Which lake is the deepest on Earth?", ("Baikal", "", "Tanganyika", "Superior")),  # empty option
+        _draft("Which desert is the largest hot one?", ("Sahara", "Gobi", "Kalahari", "Atacama"), correct=4),
+        _draft("   ", ("w", "x", "y", "z")),  # empty question
+        _draft("Which city is the capital of France?", ("Paris", "Lyon", "Nice", "Lille")),  # repeated MCQ
+    ]
+    report = QualityReport()
+    mcqs = clean_mcqs(drafts, [], threshold=0.9, seed=0, report=report)
+    assert len(mcqs) == 1
+    assert sorted(mcqs[0]["options"]) == ["Lille", "Lyon", "Nice", "Paris"]
+    assert mcqs[0]["options"][LETTERS.index(mcqs[0]["answer"])] == "Paris"
+    assert report.dropped == Counter(
+        {
+            "mcq_duplicate_options": 2,
+            "mcq_not_4_options": 1,
+            "mcq_empty_option": 1,
+            "mcq_bad_answer": 1,
+            "mcq_empty_question": 1,
+            "mcq_duplicate": 1,
+        }
+    )
+    assert report.as_metrics()["dropped_mcq_duplicate_options"] == 2
+
+
+def test_clean_mcqs_drops_questions_leaked_from_flashcards() -> None:
+    cards = clean_flashcards(
+        [FlashcardDraft(chunk_id="c1", question="Which city is the capital of France?", answer="Paris")], 0.9, QualityReport()
+    )
+    report = QualityReport()
+    drafts = [_draft("Which city is the capital of France?", ("Paris", "Lyon", "Nice", "Lille"))]
+    assert clean_mcqs(drafts, cards, threshold=0.9, seed=0, report=report) == []
+    assert report.dropped["mcq_leaked_from_flashcards"] == 1
+
+
+def test_balance_letters_on_hand_made_drafts() -> None:
+    drafts = [_draft(f"Question number {i} about topic {i}?", (f"right {i}", "w1", "w2", "w3"), chunk=f"c{i}") for i in range(40)]
+    mcqs = clean_mcqs(drafts, [], threshold=0.9, seed=7, report=QualityReport())
+    assert len(mcqs) == 40
+    assert Counter(mcq["answer"] for mcq in mcqs) == Counter({letter: 10 for letter in LETTERS})
+    for i, mcq in enumerate(mcqs):
+        assert mcq["options"][LETTERS.index(mcq["answer"])] == f"right {i}"
+    # Not a fixed rotation: position in the file must not predict the letter.
+    assert [mcq["answer"] for mcq in mcqs[:8]] != list("ABCDABCD")
