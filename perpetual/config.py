@@ -174,7 +174,13 @@ class LoraParams(Strict):
 
 
 class ReplayParams(Strict):
-    path: str = "data/instruct/alpaca.jsonl"
+    """Mix general instruction data into knowledge injection so the model keeps its assistant behaviour.
+
+    Each file is Alpaca JSONL (instruction/input/output) or letter MCQ JSONL (question/options/answer);
+    `fraction` is the share of replay rows in the final training set.
+    """
+
+    paths: list[str] = ["data/instruct/alpaca.jsonl", "data/instruct/mcq.jsonl"]
     fraction: float = Field(default=0.0, ge=0, lt=1)
 
 
@@ -199,6 +205,32 @@ class TrainParams(Strict):
     resume: Literal["auto", "never"] = "auto"
     save_steps: int = Field(default=200, ge=1)
     logging_steps: int = Field(default=10, ge=1)
+    seed: int = 0
+
+
+class InstructParams(Strict):
+    """instruct@<model>: teach a base model the Alpaca and letter-MCQ formats before knowledge injection.
+
+    It trains on a different fictional world (data/instruct), so no fact of the evaluated tasks leaks in. Disable it
+    for models that are already instruction-tuned: the stage then copies models/base-<model> unchanged.
+    """
+
+    enabled: bool = False
+    world: str = "data/instruct/world.md"
+    alpaca: str = "data/instruct/alpaca.jsonl"
+    mcq: str = "data/instruct/mcq.jsonl"
+    method: Literal["full", "lora"] = "full"
+    lora: LoraParams = LoraParams()
+    loss: Literal["all", "completion"] = "completion"
+    epochs: float = Field(default=3, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0)
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    max_length: int = Field(default=1024, ge=16)
+    batch_size: int = Field(default=8, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    resume: Literal["auto", "never"] = "auto"
     seed: int = 0
 
 
@@ -230,6 +262,7 @@ class Params(Strict):
     chunk: ChunkParams = ChunkParams()
     generate: GenerateParams = GenerateParams()
     base: BaseParams
+    instruct: InstructParams = InstructParams()
     train: TrainParams = TrainParams()
     index: IndexParams = IndexParams()
     evaluate: EvaluateParams = EvaluateParams()

@@ -1,11 +1,19 @@
-"""Knowledge injection with TRL's SFTTrainer: full or LoRA, the paper's interleaved mix, resumable."""
+"""Training with TRL's SFTTrainer: instruction tuning (instruct@<model>) and knowledge injection (train@<task>-<model>).
+
+Full or LoRA (PEFT, merged before saving), the paper's interleaved mix, replay of instruction data, loss on
+everything or on completions only, bf16 on capable GPUs, resumable from checkpoints, one process or many
+(`accelerate launch`: only the main process writes outputs), loss curves through dvclive.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,27 +24,76 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from perpetual.assembly import qna_row
-from perpetual.config import TrainParams
+from perpetual.config import InstructParams, TrainParams
 from perpetual.errors import UserError
-from perpetual.records import content_id
+from perpetual.evaluation import render
+from perpetual.io import atomic_path, read_jsonl
+from perpetual.records import LETTERS, content_id
+
+
+def start_model(model: str) -> Path:
+    """The model before knowledge injection: instruction-tuned by instruct@<model>, or a copy of the base."""
+    return Path("models") / f"start-{model}"
+
+
+# ---------------------------------------------------------------- data
+def instruction_row(record: dict[str, Any], source: str) -> dict[str, Any]:
+    """An Alpaca record (instruction/input/output) or a letter MCQ (question/options/answer) as a training row.
+
+    MCQs are rendered exactly as evaluation scores them (`render(mcq, "letter")`), with the correct letter as the
+    completion, so instruction tuning teaches the very format that is measured.
+    """
+    if {"question", "options", "answer"} <= record.keys():
+        if len(record["options"]) != len(LETTERS) or record["answer"] not in LETTERS:
+            raise UserError(f"{source}: MCQ {record['question'][:60]!r} needs 4 options and an answer in A-D; fix it")
+        rendered = render(record, "letter")  # type: ignore[arg-type]
+        return {"type": "mcq", "chunk_id": source, "prompt": rendered.query, "completion": rendered.choices[rendered.gold]}
+    if {"instruction", "output"} <= record.keys():
+        return qna_row(source, record["instruction"], record["output"], record.get("input", ""), row_type="alpaca")
+    raise UserError(
+        f"{source}: a row has neither instruction/output (Alpaca) nor question/options/answer (MCQ) keys; fix the file"
+    )
+
+
+def read_instruction_rows(path: Path | str) -> list[dict[str, Any]]:
+    return [instruction_row(record, str(path)) for record in read_jsonl(Path(path))]
+
+
+def world_rows(markdown: str, source: str) -> list[dict[str, Any]]:
+    """The instruction world's prose as raw-text rows, one per Markdown section (heading kept with its text)."""
+    sections = [part.strip() for part in re.split(r"\n(?=#)", markdown) if part.strip()]
+    return [{"type": "doc", "chunk_id": f"{source}#{i}", "prompt": "", "completion": text} for i, text in enumerate(sections)]
+
+
+def instruct_rows(params: InstructParams) -> list[dict[str, Any]]:
+    world = Path(params.world)
+    if not world.exists():
+        raise UserError(f"instruct.world: {world} does not exist; point it at the instruction world's prose")
+    rows = world_rows(world.read_text(encoding="utf-8"), str(world))
+    return rows + read_instruction_rows(params.alpaca) + read_instruction_rows(params.mcq)
+
+
+def replay_rows(params: TrainParams) -> list[dict[str, Any]]:
+    if params.replay.fraction == 0:
+        return []
+    return [{**row, "type": "replay"} for path in params.replay.paths for row in read_instruction_rows(path)]
 
 
 def select_rows(rows: Sequence[dict[str, Any]], params: TrainParams, replay: Sequence[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """Apply `train.mix` and mix in a `train.replay.fraction` of general instruction data."""
+    """Apply `train.mix`, then add replay rows so that they make up `train.replay.fraction` of the result."""
     wanted = {"interleaved": {"doc", "qna"}, "docs": {"doc"}, "flashcards": {"qna"}}[params.mix]
     selected = [row for row in rows if row["type"] in wanted]
+    if not selected:
+        raise UserError(f"train.mix={params.mix} selects no rows from the training set")
     fraction = params.replay.fraction
     if fraction > 0:
         if not replay:
-            raise UserError(f"train.replay.fraction is {fraction} but {params.replay.path} has no rows")
+            raise UserError(f"train.replay.fraction is {fraction} but {params.replay.paths} have no rows")
         count = round(len(selected) * fraction / (1 - fraction))
-        rng = random.Random(seed)
-        picks = [replay[rng.randrange(len(replay))] for _ in range(count)]
-        selected += [
-            qna_row("replay", row["instruction"], row["output"], row.get("input", ""), row_type="replay") for row in picks
-        ]
-    if not selected:
-        raise UserError(f"train.mix={params.mix} selects no rows from the training set")
+        order = list(range(len(replay)))
+        random.Random(seed).shuffle(order)
+        # Without repeats while the replay data lasts, then cycling through it again.
+        selected += [replay[order[i % len(order)]] for i in range(count)]
     return selected
 
 
@@ -45,17 +102,69 @@ def run_key(params: TrainParams, rows: Sequence[dict[str, Any]], base_config: di
     return content_id(params.model_dump_json(), json.dumps(rows, sort_keys=True), json.dumps(base_config, sort_keys=True, default=str), length=12)
 
 
+def instruct_train_params(params: InstructParams) -> TrainParams:
+    """instruct@<model> trains with the same machinery as knowledge injection; its own section sets the knobs."""
+    return TrainParams(**params.model_dump(exclude={"enabled", "world", "alpaca", "mcq"}))
+
+
+# ---------------------------------------------------------------- callbacks
+def is_main_process() -> bool:
+    # `accelerate launch` / torchrun set RANK; a plain `python -m stages.train` is the only process.
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 class StopOnNonFiniteLoss(TrainerCallback):
     def __init__(self) -> None:
         self.bad_step: int | None = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
+        values = [(logs or {}).get(key) for key in ("loss", "grad_norm")]
+        if any(value is not None and not math.isfinite(value) for value in values):
             self.bad_step = state.global_step
             control.should_training_stop = True
 
 
+class TokensThisRun(TrainerCallback):
+    """Non-padding tokens trained in this call (a resumed run starts from the checkpoint's count)."""
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.tokens = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        self.start = state.num_input_tokens_seen
+
+    def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        self.tokens = state.num_input_tokens_seen - self.start
+
+
+def loss_curve(folder: Path) -> TrainerCallback:
+    """transformers' DVCLiveCallback (dvclive's HF integration) writing the training loss curve to `folder`.
+
+    Only the main process opens a Live, and the callback logs on the main process only. The x axis is the
+    optimizer step, so a resumed run continues its curve where the checkpoint left off.
+    """
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    class LossCurve(DVCLiveCallback):
+        def setup(self, args, state, model):  # type: ignore[no-untyped-def]
+            # No args.to_dict() dump: params.yaml and dvc.lock record the run, and the dump holds machine paths.
+            self._initialized = True
+
+        def on_log(self, args, state, control, model=None, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+            if "loss" not in (logs or {}):
+                return  # the end-of-run summary goes to metrics/<stage>/<cell>.json instead
+            if self.live is not None:
+                self.live.step = state.global_step
+            super().on_log(args, state, control, model=model, logs={"loss": logs["loss"]}, **kwargs)
+
+    # dvcyaml=None: dvc.yaml declares these plots itself; save_dvc_exp=False: a stage is not an experiment.
+    live = Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None) if is_main_process() else None
+    return LossCurve(live=live)
+
+
+# ---------------------------------------------------------------- trainer
 def use_bf16(precision: str) -> bool:
     supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if precision == "bf16" and not supported:
@@ -73,7 +182,7 @@ def sft_config(params: TrainParams, output_dir: Path, model: PreTrainedModel) ->
         num_train_epochs=params.epochs,
         learning_rate=params.learning_rate,
         lr_scheduler_type=params.lr_scheduler,
-        warmup_steps=params.warmup_ratio,
+        warmup_steps=params.warmup_ratio,  # transformers 5: a value below 1 is a fraction of the total steps
         weight_decay=params.weight_decay,
         per_device_train_batch_size=params.batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps,
@@ -81,8 +190,12 @@ def sft_config(params: TrainParams, output_dir: Path, model: PreTrainedModel) ->
         packing=packing,
         # "wrapped" keeps ordinary attention masks; the default "bfd" switches to padding-free batches.
         packing_strategy="wrapped",
+        # Explicit both ways: TRL turns completion-only loss on by itself for prompt/completion datasets.
         completion_only_loss=params.loss == "completion",
-        gradient_checkpointing=params.gradient_checkpointing,
+        activation_checkpointing=params.gradient_checkpointing,  # SFTConfig defaults it on: ~30% slower
+        # Batches of similar length: far less padding (see benchmarks/train_throughput.py).
+        train_sampling_strategy="group_by_length" if params.group_by_length else "random",
+        include_num_input_tokens_seen="non_padding",
         bf16=use_bf16(params.precision),
         use_cpu=not torch.cuda.is_available(),
         seed=params.seed,
@@ -91,10 +204,53 @@ def sft_config(params: TrainParams, output_dir: Path, model: PreTrainedModel) ->
         save_steps=params.save_steps,
         save_total_limit=1,
         logging_steps=params.logging_steps,
-        report_to="none",
+        logging_nan_inf_filter=False,  # the default filter logs a NaN loss as 0, which hides it from the guard
+        report_to="none",  # the stages add dvclive themselves, with their own folder
         dataloader_num_workers=0,
-        group_by_length=params.group_by_length,
+        # Every trainable parameter of a causal LM gets a gradient each step; the search for unused ones costs time.
+        ddp_find_unused_parameters=False,
     )
+
+
+def lora_config(params: TrainParams) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=params.lora.r,
+        lora_alpha=params.lora.alpha,
+        lora_dropout=params.lora.dropout,
+        target_modules=params.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_trainer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    rows: Sequence[dict[str, Any]],
+    params: TrainParams,
+    output_dir: Path,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> SFTTrainer:
+    dataset = datasets.Dataset.from_list([{"prompt": row["prompt"], "completion": row["completion"]} for row in rows])
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(params, output_dir, model),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(params) if params.method == "lora" else None,
+        callbacks=list(callbacks),
+    )
+    if params.method == "lora" and trainer.is_fsdp_enabled:
+        raise UserError(
+            "train.method lora is not supported under FSDP here; launch with configs/accelerate/ddp.yaml "
+            "(the base model is frozen, so each GPU holds it) or use method: full"
+        )
+    return trainer
+
+
+def last_checkpoint(output_dir: Path, resume: str) -> str | None:
+    return get_last_checkpoint(str(output_dir)) if resume == "auto" and output_dir.is_dir() else None
 
 
 def train(
@@ -104,50 +260,55 @@ def train(
     params: TrainParams,
     output_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
-) -> tuple[PreTrainedModel, dict[str, Any]]:
-    """Train and return the (merged, for LoRA) model and a summary for metrics."""
-    dataset = datasets.Dataset.from_list([{"prompt": row["prompt"], "completion": row["completion"]} for row in rows])
-    peft_config = None
-    if params.method == "lora":
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=params.lora.r,
-            lora_alpha=params.lora.alpha,
-            lora_dropout=params.lora.dropout,
-            target_modules=params.lora.target_modules,
-            task_type="CAUSAL_LM",
-        )
-    guard = StopOnNonFiniteLoss()
-    trainer = SFTTrainer(
-        model=model,
-        args=sft_config(params, output_dir, model),
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[guard, *callbacks],
-    )
-    last = get_last_checkpoint(str(output_dir)) if output_dir.exists() and params.resume == "auto" else None
+) -> tuple[SFTTrainer, dict[str, Any]]:
+    """Train (resuming from the last checkpoint in `output_dir`); return the trainer and a summary for metrics."""
+    guard, tokens = StopOnNonFiniteLoss(), TokensThisRun()
+    trainer = build_trainer(model, tokenizer, rows, params, output_dir, [guard, tokens, *callbacks])
+    last = last_checkpoint(output_dir, params.resume)
     if last:
         print(f"train: resuming from {last}", file=sys.stderr)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     result = trainer.train(resume_from_checkpoint=last)
     if guard.bad_step is not None:
         raise UserError(
-            f"training loss became NaN/inf at step {guard.bad_step}; lower train.learning_rate or use precision fp32"
+            f"training loss became NaN/inf at step {guard.bad_step}; lower the learning_rate or use precision fp32"
         )
-    trained = trainer.model
-    if params.method == "lora":
-        trained = trained.merge_and_unload()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    summary = {
+    runtime = float(result.metrics.get("train_runtime", 0.0))
+    summary: dict[str, Any] = {
         "train_loss": round(float(result.training_loss), 6),
         "final_logged_loss": round(float(losses[-1]), 6) if losses else None,
         "steps": trainer.state.global_step,
         "rows": len(rows),
         "resumed_from_checkpoint": bool(last),
-        "train_runtime_s": round(float(result.metrics.get("train_runtime", 0.0)), 2),
-        "tokens_per_s": round(float(result.metrics.get("train_tokens_per_second", 0.0) or 0.0), 1),
+        "train_runtime_s": round(runtime, 2),
+        "tokens_per_s": round(tokens.tokens / runtime, 1) if runtime > 0 else None,
+        "processes": trainer.args.world_size,
     }
     if torch.cuda.is_available():
         summary["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
-    return trained, summary
+    return trainer, summary
+
+
+def save_trained(trainer: SFTTrainer, target: Path) -> None:
+    """Write the trained model (LoRA merged into its base) and tokenizer to `target`, atomically.
+
+    Every process must call this: under FSDP, saving gathers the shards from all of them; only the main process
+    writes.
+    """
+    main = trainer.is_world_process_zero()
+    if hasattr(trainer.model, "merge_and_unload"):  # a PEFT model: save plain weights that load without peft
+        merged = trainer.model.merge_and_unload()
+        if main:
+            with atomic_path(target) as tmp:
+                merged.save_pretrained(str(tmp))
+                trainer.processing_class.save_pretrained(str(tmp))
+        return
+    if not main:
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer.save_model(scratch)
+        return
+    with atomic_path(target) as tmp:
+        trainer.save_model(str(tmp))
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # the run's settings are in params.yaml and dvc.lock

@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from perpetual import paths
 from perpetual.config import load_params
@@ -21,7 +22,11 @@ def main() -> None:
     settings = params.generate
 
     chunks = read_jsonl(paths.chunks(args.task))
-    teacher = make_teacher(settings.teacher, params.pipeline.seed, settings.near_duplicate_threshold)
+    # One response cache per task, so each generate@<task> owns its DVC out (shared via `dvc push`/`dvc pull`).
+    cache_dir = Path(settings.teacher.cache_dir) / args.task
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    teacher_params = settings.teacher.model_copy(update={"cache_dir": str(cache_dir)})
+    teacher = make_teacher(teacher_params, params.pipeline.seed, settings.near_duplicate_threshold)
     result = teacher.generate(chunks, settings.flashcards_per_chunk, settings.mcqs_per_chunk)
 
     report = QualityReport()

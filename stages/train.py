@@ -1,4 +1,8 @@
-"""train@<task>-<model>: knowledge injection into models/base-<model>, saved to models/<task>-<model>/."""
+"""train@<task>-<model>: knowledge injection into models/start-<model>, saved to models/<task>-<model>/.
+
+Runs as one process (`python -m stages.train`) or many (`accelerate launch --config_file
+configs/accelerate/ddp.yaml -m stages.train ...`); only the main process writes outputs.
+"""
 
 import argparse
 import shutil
@@ -10,9 +14,9 @@ import datasets
 from perpetual import paths
 from perpetual.config import load_params
 from perpetual.errors import exits_cleanly
-from perpetual.io import atomic_path, read_jsonl, write_json
+from perpetual.io import write_json
 from perpetual.models import load_local, report_kernels
-from perpetual.training import run_key, select_rows, train
+from perpetual.training import is_main_process, loss_curve, replay_rows, run_key, save_trained, select_rows, start_model, train
 
 
 @exits_cleanly
@@ -24,23 +28,20 @@ def main() -> None:
     params = load_params()
     params.require_task(args.task)
     params.require_model(args.model)
+    cell = f"{args.task}-{args.model}"
 
-    model, tokenizer = load_local(paths.base_model(args.model))
+    model, tokenizer = load_local(start_model(args.model))
     kernels = report_kernels(model)
     rows = list(datasets.load_from_disk(str(paths.dataset(args.task)))["train"])
-    replay_path = Path(params.train.replay.path)
-    replay = read_jsonl(replay_path) if params.train.replay.fraction > 0 else []
-    rows = select_rows(rows, params.train, replay, params.train.seed)
+    rows = select_rows(rows, params.train, replay_rows(params.train), params.train.seed)
 
     output_dir = paths.checkpoints(args.task, args.model) / run_key(params.train, rows, model.config.to_dict())
-    trained, summary = train(model, tokenizer, rows, params.train, output_dir)
-
-    with atomic_path(paths.trained_model(args.task, args.model)) as tmp:
-        trained.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(output_dir, ignore_errors=True)  # the finished model is the out; checkpoints only serve a resume
-    write_json(paths.stage_metrics("train", f"{args.task}-{args.model}"), {**summary, "kernels": kernels})
-    print(f"train {args.task}-{args.model}: {summary}", file=sys.stderr)
+    trainer, summary = train(model, tokenizer, rows, params.train, output_dir, [loss_curve(Path("dvclive/train") / cell)])
+    save_trained(trainer, paths.trained_model(args.task, args.model))
+    if is_main_process():
+        shutil.rmtree(output_dir, ignore_errors=True)  # the finished model is the out; checkpoints only serve a resume
+        write_json(paths.stage_metrics("train", cell), {**summary, "kernels": kernels})
+        print(f"train {cell}: {summary}", file=sys.stderr)
 
 
 if __name__ == "__main__":

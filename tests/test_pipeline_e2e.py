@@ -109,3 +109,21 @@ def test_bad_params_is_one_line(project: tuple[Path, dict[str, str]]) -> None:
         assert "chunk.chunk_sise" in result.stderr
     finally:
         (root / "params.yaml").write_text(params)
+
+
+def test_push_then_pull_into_a_second_clone_restores_everything(project: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root, env = project
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "--local", "-d", "test", str(remote)], root, env)
+    run(["dvc", "push", "-q"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "run"], root, env)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(root), str(clone)], tmp_path, env)
+    run(["dvc", "remote", "add", "--local", "-d", "test", str(remote)], clone, env)
+    run(["dvc", "pull", "-q"], clone, env)
+    assert (clone / "models/products-gemma/config.json").exists()
+    assert (clone / "data/datasets/code").is_dir()
+    status = run(["dvc", "status"], clone, {**env, "PYTHONPATH": str(clone)})
+    assert "up to date" in status.stdout, status.stdout

@@ -66,7 +66,9 @@ def test_rerun_makes_zero_requests_and_gives_the_same_items(server: FakeOpenAI, 
 
 
 def test_key_covers_every_input() -> None:
-    base = dict(backend="openai", model="m", prompt_sha256="p", kind="mcq", count=5, text="t", temperature=0.0, response_format="json_schema", seed=0)
+    base = dict(
+        backend="openai", model="m", prompt_sha256="p", kind="mcq", count=5, text="t", temperature=0.0, response_format="json_schema", seed=0
+    )
     keys = {cache_key(base)}
     for field, other in [("model", "m2"), ("prompt_sha256", "p2"), ("kind", "flashcards"), ("count", 4), ("text", "t2"),
                          ("temperature", 0.7), ("response_format", "json_object"), ("seed", 1), ("backend", "other")]:
@@ -169,3 +171,16 @@ def test_kill_9_mid_run_then_rerun_sends_no_completed_request_twice(server: Fake
     twice = [digest for digest, sent in server.requests_by_prompt.items() if sent > 1]
     assert len(twice) <= 2 and all(before_kill.get(digest) == 1 for digest in twice)
     assert not any(SECRET.encode() in path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
+
+
+def test_identical_chunks_share_one_request(server: FakeOpenAI, tmp_path: Path) -> None:
+    chunks = make_chunks(3)
+    chunks.append(Chunk(chunk_id="copy", task="t", source="copy.md", language="text", text=chunks[0]["text"]))
+    result = make_teacher(server, tmp_path).generate(chunks, 4, 2)
+
+    assert not result.failures and server.total_requests == 6
+    assert result.stats["requests"] == 6 and result.stats["cache_hits"] == 2
+    copies = [card for card in result.flashcards if card.chunk_id == "copy"]
+    originals = [card for card in result.flashcards if card.chunk_id == "c0"]
+    assert [card.question for card in copies] == [card.question for card in originals] and len(copies) == 4
+    assert [mcq.chunk_id for mcq in result.mcqs].count("copy") == 2

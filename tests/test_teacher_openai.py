@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 import time
@@ -16,7 +15,7 @@ from perpetual.errors import UserError
 from perpetual.records import Chunk
 from perpetual.teacher.base import GenerationResult
 from perpetual.teacher.openai_backend import OpenAITeacher, _Pacer
-from perpetual.testing.fake_openai import FakeOpenAI, Fault, prompt_hash
+from perpetual.testing.fake_openai import FakeOpenAI, Fault
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-SECRET-123"
@@ -137,7 +136,9 @@ def test_invalid_reply_is_retried_with_the_error_fed_back(server: FakeOpenAI, tm
 
 @pytest.mark.parametrize("fault", ["malformed", "schema_violation"])
 @pytest.mark.parametrize("item_kind", ["flashcards", "mcq"])
-def test_persistently_invalid_reply_becomes_a_counted_failure(server: FakeOpenAI, tmp_path: Path, fault: str, item_kind: str) -> None:
+def test_persistently_invalid_reply_becomes_a_counted_failure(
+    server: FakeOpenAI, tmp_path: Path, fault: str, item_kind: str
+) -> None:
     server.inject(Fault(fault, times=None, item_kind=item_kind, match="Zorblax0"))  # type: ignore[arg-type]
     chunks = make_chunks(3)
     result = make_teacher(server, tmp_path, max_retries=2).generate(chunks, 4, 2)
@@ -177,11 +178,15 @@ def test_missing_key_is_a_one_line_user_error(monkeypatch: pytest.MonkeyPatch, t
     assert "export OPENAI_API_KEY" in message and "backend: offline" in message and "\n" not in message
 
 
-def test_rejected_key_stops_the_run_with_a_user_error(server: FakeOpenAI, tmp_path: Path) -> None:
-    server.inject(Fault("unauthorized", times=None))
+@pytest.mark.parametrize("key", [SECRET, "plain-KEY-shaped-otherwise-42"])
+def test_rejected_key_stops_the_run_with_a_user_error(
+    server: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    server.inject(Fault("unauthorized", times=None))  # its message echoes the key it was sent
     with pytest.raises(UserError) as error:
         make_teacher(server, tmp_path).generate(make_chunks(20), 4, 2)
-    assert "OPENAI_API_KEY" in str(error.value) and SECRET not in str(error.value)
+    assert "OPENAI_API_KEY" in str(error.value) and key not in str(error.value)
     assert server.total_requests < 40  # stopped early instead of failing every chunk
 
 
@@ -220,29 +225,20 @@ def test_rate_limited_run_still_covers_everything(server: FakeOpenAI, tmp_path: 
     assert not result.failures and result.stats["requests"] == 8
 
 
-def test_api_key_is_never_written_anywhere(server: FakeOpenAI, tmp_path: Path) -> None:
-    started = time.time()
+def test_api_key_is_never_written_anywhere(server: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A private temp folder catches anything written through tempfile, without racing other processes' /tmp files.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     server.inject(Fault("malformed", times=2))
     server.inject(Fault("rate_limit", times=1))
     server.inject(Fault("schema_violation", times=None, match="Zorblax2"))
-    result = make_teacher(server, tmp_path / "cache", max_retries=1).generate(make_chunks(4), 4, 2)
+    teacher = make_teacher(server, tmp_path / "cache", max_retries=1)
+    result = teacher.generate(make_chunks(4), 4, 2)
 
     assert server.authorizations and set(server.authorizations) == {f"Bearer {SECRET}"}  # it was really sent
     assert result.failures and all(SECRET not in failure.reason for failure in result.failures)
-    written = files_under(tmp_path) + files_under(Path(tempfile.gettempdir()), newer_than=started)
+    assert SECRET not in repr(vars(teacher)) and SECRET not in repr(result)
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
     assert any(path.suffix == ".json" for path in written)
-    leaks = [path for path in written if SECRET.encode() in path.read_bytes()]
-    assert leaks == []
-
-
-def files_under(root: Path, newer_than: float = 0.0) -> list[Path]:
-    found = []
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = Path(folder) / name
-            try:
-                if path.is_file() and path.stat().st_mtime >= newer_than and os.access(path, os.R_OK):
-                    found.append(path)
-            except OSError:
-                continue  # vanished meanwhile (another process's temp file)
-    return found
+    assert [path for path in written if SECRET.encode() in path.read_bytes()] == []

@@ -210,7 +210,11 @@ def completion_body(body: dict[str, Any], content: str) -> dict[str, Any]:
         "created": int(time.time()),
         "model": body.get("model", "fake"),
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
@@ -262,8 +266,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "server_error":
             self._send_json(500, {"error": {"message": "internal error (fake)", "type": "server_error", "code": None}})
         elif fault.kind == "unauthorized":
-            error = {"error": {"message": "Incorrect API key provided (fake)", "type": "invalid_request_error", "code": "invalid_api_key"}}
-            self._send_json(401, error)
+            # Echoes the key in full, as a careless server might, so tests can check that errors mask it.
+            message = f"Incorrect API key provided: {self.headers.get('Authorization', '').removeprefix('Bearer ')}"
+            self._send_json(401, {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}})
         elif fault.kind == "hang":
             fake.pause(fault.hang_s)
             self.close_connection = True  # the client has given up by now; do not reuse this connection

@@ -1,0 +1,71 @@
+"""instruct@<model>: the model knowledge injection starts from, saved to models/start-<model>/.
+
+With `instruct.enabled`, models/base-<model> is taught the Alpaca and letter-MCQ formats on a separate fictional
+world (data/instruct: world.md prose, alpaca.jsonl, mcq.jsonl); otherwise (a model that is already
+instruction-tuned) the base is copied unchanged. Either way train@ and evaluate@ read one fixed folder, so the
+DVC graph does not depend on the setting.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+
+from perpetual import paths
+from perpetual.config import load_params
+from perpetual.errors import UserError, exits_cleanly
+from perpetual.io import atomic_path, write_json
+from perpetual.models import load_local, report_kernels
+from perpetual.training import (
+    instruct_rows,
+    instruct_train_params,
+    is_main_process,
+    run_key,
+    save_trained,
+    start_model,
+    train,
+)
+
+
+def link_or_copy(source: str, target: str) -> None:
+    # A hard link costs no disk for a multi-GB base model; neither copy is ever modified in place.
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+@exits_cleanly
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    args = parser.parse_args()
+    params = load_params()
+    params.require_model(args.model)
+    settings = params.instruct
+    base, target = paths.base_model(args.model), start_model(args.model)
+
+    if not settings.enabled:
+        if not (base / "config.json").exists():
+            raise UserError(f"no model in {base}; run `dvc repro base@{args.model}` first")
+        with atomic_path(target) as tmp:
+            shutil.copytree(base, tmp, copy_function=link_or_copy)
+        write_json(paths.stage_metrics("instruct", args.model), {"enabled": False, "start_model": str(base)})
+        print(f"instruct {args.model}: disabled, {target} is a copy of {base}", file=sys.stderr)
+        return
+
+    model, tokenizer = load_local(base)
+    kernels = report_kernels(model)
+    train_params = instruct_train_params(settings)
+    rows = instruct_rows(settings)
+    output_dir = paths.checkpoints("instruct", args.model) / run_key(train_params, rows, model.config.to_dict())
+    trainer, summary = train(model, tokenizer, rows, train_params, output_dir)
+    save_trained(trainer, target)
+    if is_main_process():
+        shutil.rmtree(output_dir, ignore_errors=True)
+        write_json(paths.stage_metrics("instruct", args.model), {"enabled": True, **summary, "kernels": kernels})
+        print(f"instruct {args.model}: {summary}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

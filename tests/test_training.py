@@ -1,0 +1,271 @@
+"""perpetual/training.py, stages/instruct.py and stages/train.py on a tiny model (hidden 32, one layer, a few rows)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import datasets
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, TrainerCallback
+
+from perpetual.assembly import doc_row, qna_row
+from perpetual.config import InstructParams, PretrainedModel, TinyGemma, TinyMamba2, TokenizerParams, TrainParams
+from perpetual.errors import UserError
+from perpetual.evaluation import render
+from perpetual.models import build_tiny, load_local, load_pretrained, train_tokenizer
+from perpetual.training import (
+    build_trainer,
+    instruct_rows,
+    instruct_train_params,
+    instruction_row,
+    replay_rows,
+    save_trained,
+    select_rows,
+    sft_config,
+    train,
+)
+
+MCQ = {"question": "What is the capital of Calloway Reach?", "options": ["Quenridge", "Harrowmouth", "Tarnholm", "Saltcombe"], "answer": "B"}
+ALPACA = {"instruction": "What is the chief trade of Saltcombe?", "input": "", "output": "Salt panning."}
+FACTS = [
+    ("The Vellum kettle boils in 41 seconds.", "How fast does the Vellum kettle boil?", "41 seconds"),
+    ("Brindlewick kilns fire at 1240 degrees.", "At what temperature do Brindlewick kilns fire?", "1240 degrees"),
+    ("The Oskarrow lamp weighs 2 kilograms.", "How much does the Oskarrow lamp weigh?", "2 kilograms"),
+    ("Tollvarrow glass is tinted amber.", "What colour is Tollvarrow glass?", "amber"),
+]
+
+
+def fast(**overrides: Any) -> TrainParams:
+    settings = {"epochs": 2, "learning_rate": 1e-2, "batch_size": 4, "max_length": 512, "save_steps": 2, "logging_steps": 1}
+    return TrainParams(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    # The tiny model gains nothing from threads, and the machine is shared.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict[str, Any]]:
+    out = []
+    for index, (text, question, answer) in enumerate(FACTS):
+        out.append(doc_row({"chunk_id": f"c{index}", "task": "t", "source": "s", "language": "text", "text": text}))
+        out.append(qna_row(f"c{index}", question, answer))
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]]) -> Path:
+    texts = [row["prompt"] + row["completion"] for row in rows] + [render(MCQ, "letter").query, json.dumps(ALPACA)]
+    tokenizer = train_tokenizer(texts, TokenizerParams(vocab_size=300, min_frequency=1))
+    spec = TinyGemma(kind="tiny-llama", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64)
+    folder = tmp_path_factory.mktemp("base") / "base-tiny"
+    build_tiny(spec, tokenizer, seed=0).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in AutoModelForCausalLM.from_pretrained(str(folder)).state_dict().items()}
+
+
+# ---------------------------------------------------------------- data
+def test_mcq_rows_are_rendered_exactly_as_evaluation_scores_them() -> None:
+    row = instruction_row(MCQ, "mcq.jsonl")
+    rendered = render(MCQ, "letter")
+    assert row["prompt"] == rendered.query and row["prompt"].endswith("Answer:")
+    assert row["completion"] == " B" == rendered.choices[rendered.gold]
+    alpaca = instruction_row(ALPACA, "alpaca.jsonl")
+    assert "### Instruction:\nWhat is the chief trade of Saltcombe?" in alpaca["prompt"]
+    assert alpaca["completion"] == "Salt panning."
+    with pytest.raises(UserError, match="mcq.jsonl"):
+        instruction_row({**MCQ, "answer": "E"}, "mcq.jsonl")
+    with pytest.raises(UserError, match="neither"):
+        instruction_row({"text": "x"}, "x.jsonl")
+
+
+def test_replay_rows_are_added_in_the_asked_fraction(rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    (tmp_path / "alpaca.jsonl").write_text(json.dumps(ALPACA) + "\n")
+    (tmp_path / "mcq.jsonl").write_text(json.dumps(MCQ) + "\n")
+    params = fast(replay={"paths": [str(tmp_path / "alpaca.jsonl"), str(tmp_path / "mcq.jsonl")], "fraction": 0.2})
+    replay = replay_rows(params)
+    assert [row["type"] for row in replay] == ["replay", "replay"]
+    selected = select_rows(rows, params, replay, seed=0)
+    added = [row for row in selected if row["type"] == "replay"]
+    assert len(selected) == 10 and len(added) == 2  # 8 rows + 2 replay = 20% replay
+    assert {row["completion"] for row in added} == {"Salt panning.", " B"}  # no repeats while the data lasts
+    assert len(select_rows(rows, fast(), [], seed=0)) == 8  # fraction 0: nothing added, nothing read
+    assert replay_rows(fast()) == []
+    assert {row["type"] for row in select_rows(rows, fast(mix="docs"), [], 0)} == {"doc"}
+    with pytest.raises(UserError, match="fraction"):
+        select_rows(rows, params, [], seed=0)
+
+
+def test_instruct_rows_cover_world_alpaca_and_mcq() -> None:
+    settings = InstructParams(enabled=True)  # the shipped data/instruct files
+    rows = instruct_rows(settings)
+    kinds = {kind: sum(row["type"] == kind for row in rows) for kind in ("doc", "alpaca", "mcq")}
+    assert kinds["doc"] >= 3 and kinds["alpaca"] >= 100 and kinds["mcq"] >= 100
+    assert all(row["completion"] in {" A", " B", " C", " D"} for row in rows if row["type"] == "mcq")
+    converted = instruct_train_params(settings.model_copy(update={"epochs": 5}))
+    assert converted.epochs == 5 and converted.loss == "completion"
+    with pytest.raises(UserError, match="instruct.world"):
+        instruct_rows(settings.model_copy(update={"world": "no/such/world.md"}))
+
+
+# ---------------------------------------------------------------- trainer
+def test_completion_loss_masks_the_prompt(base_dir: Path, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    model, tokenizer = load_local(base_dir)
+    qna = rows[1]
+    prompt_tokens = len(tokenizer(qna["prompt"])["input_ids"])
+    for loss, masked in (("completion", True), ("all", False)):
+        trainer = build_trainer(model, tokenizer, [qna], fast(loss=loss), tmp_path / loss)
+        labels = trainer.data_collator([trainer.train_dataset[0]])["labels"][0]
+        assert (labels[prompt_tokens:] != -100).all(), "the answer (and EOS) always carry loss"
+        assert bool((labels[:prompt_tokens] == -100).all()) is masked
+        assert labels[-1] == tokenizer.eos_token_id
+
+
+def test_lora_trains_and_merges(base_dir: Path, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    model, tokenizer = load_local(base_dir)
+    trainer, summary = train(model, tokenizer, rows, fast(method="lora", lora={"r": 4, "alpha": 8, "dropout": 0.0}), tmp_path / "ckpt")
+    assert summary["steps"] == 4 and summary["tokens_per_s"] > 0
+    save_trained(trainer, tmp_path / "out")
+    files = {path.name for path in (tmp_path / "out").iterdir()}
+    assert "adapter_config.json" not in files and "config.json" in files and "tokenizer.json" in files
+    before, after = weights(base_dir), weights(tmp_path / "out")
+    assert before.keys() == after.keys(), "merged weights load as the plain architecture, no lora_ tensors"
+    changed = [name for name in before if not torch.equal(before[name], after[name])]
+    assert any("q_proj" in name for name in changed) and any("mlp" in name for name in changed)
+    assert not any("embed" in name or "norm" in name for name in changed), "LoRA leaves non-adapted weights alone"
+
+
+class CrashAfterCheckpoint(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # the checkpoint is complete on disk when on_save runs, as in a kill -9 here
+
+
+def test_resume_after_a_kill_continues_from_the_checkpoint(base_dir: Path, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    params = fast(epochs=3)  # 6 steps, a checkpoint every 2
+    model, tokenizer = load_local(base_dir)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, tokenizer, rows, params, tmp_path / "ckpt", [CrashAfterCheckpoint()])
+    assert (tmp_path / "ckpt" / "checkpoint-2").is_dir()
+
+    model, tokenizer = load_local(base_dir)
+    trainer, resumed = train(model, tokenizer, rows, params, tmp_path / "ckpt")
+    assert resumed["resumed_from_checkpoint"] and resumed["steps"] == 6
+    assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == list(range(1, 7))
+    save_trained(trainer, tmp_path / "resumed")
+
+    model, tokenizer = load_local(base_dir)
+    trainer, straight = train(model, tokenizer, rows, params, tmp_path / "straight")
+    assert not straight["resumed_from_checkpoint"]
+    save_trained(trainer, tmp_path / "straight-out")
+    a, b = weights(tmp_path / "resumed"), weights(tmp_path / "straight-out")
+    assert all(torch.allclose(a[name], b[name], atol=1e-5) for name in a), "a resumed run ends where an unbroken one does"
+    model, tokenizer = load_local(base_dir)
+    _, never = train(model, tokenizer, rows, params.model_copy(update={"resume": "never", "epochs": 1}), tmp_path / "ckpt")
+    assert not never["resumed_from_checkpoint"]
+
+
+def test_non_finite_loss_stops_with_a_user_error(base_dir: Path, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    model, tokenizer = load_local(base_dir)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.fill_(float("nan"))
+    with pytest.raises(UserError, match="NaN/inf at step 1"):
+        train(model, tokenizer, rows, fast(), tmp_path / "ckpt")
+
+
+def test_packing_is_off_for_mamba_and_cpu_settings_are_safe(tmp_path: Path) -> None:
+    tokenizer = train_tokenizer(["a b c d e f"] * 4, TokenizerParams(vocab_size=300, min_frequency=1))
+    mamba = build_tiny(TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8), tokenizer, 0)
+    config = sft_config(fast(packing=True), tmp_path, mamba)
+    assert config.packing is False
+    assert config.bf16 is False and config.use_cpu  # no GPU here: precision auto falls back to fp32
+    assert config.activation_checkpointing is False and config.train_sampling_strategy == "group_by_length"
+    with pytest.raises(UserError, match="bf16"):
+        sft_config(fast(precision="bf16"), tmp_path, mamba)
+
+
+def test_unloadable_model_id_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never reach for the network
+    missing = str(tmp_path / "no-such-model")
+    with pytest.raises(UserError) as caught:
+        load_pretrained(PretrainedModel(kind="pretrained", name_or_path=missing))
+    message = str(caught.value)
+    assert missing in message and "download it elsewhere" in message and "\n" not in message
+
+
+# ---------------------------------------------------------------- stages
+@pytest.fixture()
+def project(tmp_path: Path, base_dir: Path, rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository root with models/base-tiny, a task dataset, small instruct data and params.yaml."""
+    shutil.copytree(base_dir, tmp_path / "models" / "base-tiny")
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "data/datasets/t"))
+    instruct = tmp_path / "data" / "instruct"
+    instruct.mkdir(parents=True)
+    (instruct / "world.md").write_text("# Calloway Reach\n\nIts capital is Harrowmouth.\n\n## Trade\n\nSaltcombe pans salt.\n")
+    (instruct / "alpaca.jsonl").write_text(json.dumps(ALPACA) + "\n")
+    (instruct / "mcq.jsonl").write_text(json.dumps(MCQ) + "\n")
+    params = {
+        "pipeline": {"tasks": ["t"], "models": ["tiny"]},
+        "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
+        "base": {"models": {"tiny": {"kind": "tiny-llama"}}},
+        "instruct": {"enabled": False, "epochs": 1, "batch_size": 4, "max_length": 512},
+        "train": {**fast().model_dump(exclude={"lora", "replay"}), "replay": {"fraction": 0.2}},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_stage(module: str, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
+    import importlib
+
+    monkeypatch.setattr(sys, "argv", [module, *args])
+    importlib.import_module(module).main()
+
+
+def test_instruct_stage_copies_or_trains_the_start_model(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stage("stages.instruct", monkeypatch, "--model", "tiny")
+    start = project / "models" / "start-tiny"
+    for path in (project / "models" / "base-tiny").iterdir():
+        assert (start / path.name).read_bytes() == path.read_bytes(), "disabled: the start model is the base, unchanged"
+    assert json.loads((project / "metrics/instruct/tiny.json").read_text())["enabled"] is False
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["instruct"]["enabled"] = True
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage("stages.instruct", monkeypatch, "--model", "tiny")
+    metrics = json.loads((project / "metrics/instruct/tiny.json").read_text())
+    assert metrics["enabled"] is True and metrics["rows"] == 4  # 2 world sections, 1 Alpaca, 1 MCQ
+    base, trained = weights(project / "models/base-tiny"), weights(start)
+    assert any(not torch.equal(base[name], trained[name]) for name in base)
+    assert not (project / "checkpoints" / "instruct-tiny").exists() or not any((project / "checkpoints" / "instruct-tiny").iterdir())
+
+
+def test_train_stage_writes_model_metrics_and_loss_curve(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stage("stages.instruct", monkeypatch, "--model", "tiny")
+    run_stage("stages.train", monkeypatch, "--task", "t", "--model", "tiny")
+    assert (project / "models/t-tiny/config.json").exists()
+    assert not (project / "models/t-tiny/training_args.bin").exists()
+    metrics = json.loads((project / "metrics/train/t-tiny.json").read_text())
+    assert metrics["rows"] == 10 and metrics["steps"] == 6  # 8 rows + 2 replay, batch 4, 2 epochs
+    curve = (project / "dvclive/train/t-tiny/plots/metrics/loss.tsv").read_text().splitlines()
+    assert curve[0] == "step\tloss" and [line.split("\t")[0] for line in curve[1:]] == [str(step) for step in range(1, 7)]
+    assert json.loads((project / "dvclive/train/t-tiny/metrics.json").read_text())["step"] == 6
+    assert not (project / "dvclive/train/t-tiny/params.yaml").exists()
+    assert not any((project / "checkpoints" / "t-tiny").iterdir())
