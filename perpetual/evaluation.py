@@ -6,34 +6,17 @@ Two formats: the paper's letter format (options listed, the letter after `Answer
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from perpetual.records import LETTERS, Mcq
+from perpetual.mcq_format import Rendered, render
+from perpetual.records import Mcq
 
 RAG_CONDITIONS = {"rag", "fine-tuned+rag"}
 FINE_TUNED_CONDITIONS = {"fine-tuned", "fine-tuned+rag"}
-
-
-@dataclass(frozen=True)
-class Rendered:
-    query: str
-    choices: list[str]
-    gold: int
-
-
-def render(mcq: Mcq, fmt: str, context: str = "") -> Rendered:
-    gold = LETTERS.index(mcq["answer"])
-    if fmt == "letter":
-        # The paper's prompt: question, options A-D, then the letter after "Answer:".
-        listed = "\n".join(f"{letter}: {option}" for letter, option in zip(LETTERS, mcq["options"]))
-        return Rendered(f"{context}{mcq['question']}\n{listed}\nAnswer:", [f" {letter}" for letter in LETTERS], gold)
-    if mcq.get("cloze_prefix"):
-        # lm-eval moves the prefix's trailing whitespace onto the continuation, so tokens match the training text.
-        return Rendered(f"{context}{mcq['cloze_prefix']}", list(mcq["options"]), gold)
-    return Rendered(f"{context}Question: {mcq['question']}\nAnswer:", [f" {option}" for option in mcq["options"]], gold)
 
 
 def condition_model(condition: str) -> str:
@@ -45,7 +28,7 @@ def task_name(task: str, condition: str, fmt: str) -> str:
 
 
 def task_config(name: str, data_file: Path) -> dict[str, Any]:
-    """An lm-eval task over a local JSONL of rendered items (no hub access)."""
+    """An lm-eval task over a local JSONL of rendered items (no hub access); also valid as a YAML for the CLI."""
     return {
         "task": name,
         "dataset_path": "json",
@@ -56,6 +39,8 @@ def task_config(name: str, data_file: Path) -> dict[str, Any]:
         "doc_to_choice": "choices",
         "doc_to_target": "gold",
         "target_delimiter": "",
+        # Zero-shot, stated in the task so the in-process run and the CLI agree without a command-line flag.
+        "num_fewshot": 0,
         "metric_list": [
             {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
             {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
@@ -80,47 +65,123 @@ def build_items(
     return rows
 
 
-def score(model: Any, tokenizer: Any, configs: list[dict[str, Any]], batch_size: int, seed: int) -> dict[str, list[dict[str, Any]]]:
-    """Run lm-eval on the in-memory model; return per-question log-likelihoods for each task name."""
-    from lm_eval import simple_evaluate
+@functools.cache
+def task_manager():  # type: ignore[no-untyped-def]
+    """A TaskManager for our inline configs only, built once per process.
+
+    The default one indexes lm-eval's ~28k built-in task YAMLs: about 13 s per construction on this machine,
+    and `simple_evaluate` built one per model (a third of the stage's time) for tasks we never use.
+    """
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=False)
+
+
+def make_lm(model: Any, tokenizer: Any, batch_size: int):  # type: ignore[no-untyped-def]
     from lm_eval.models.huggingface import HFLM
 
-    logging.getLogger("lm-eval").setLevel(logging.WARNING)
     device = "cuda" if next(model.parameters()).is_cuda else "cpu"
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
-    output = simple_evaluate(
-        model=lm,
-        tasks=configs,
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+
+
+def score(model: Any, tokenizer: Any, configs: list[dict[str, Any]], batch_size: int) -> dict[str, list[dict[str, Any]]]:
+    """Run lm-eval on the in-memory model; return per-question log-likelihoods for each task name.
+
+    `lm_eval.evaluator.evaluate` is what `simple_evaluate` and the CLI call after loading the model and tasks; calling
+    it directly skips their environment report (a `pip list` subprocess per call). Log-likelihood scoring draws no
+    random numbers, so no seeds are needed.
+    """
+    from lm_eval.evaluator import evaluate
+
+    logging.getLogger("lm-eval").setLevel(logging.WARNING)
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    output = evaluate(
+        lm=make_lm(model, tokenizer, batch_size),
+        task_dict=task_manager().load(configs),
         bootstrap_iters=0,
         log_samples=True,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
+        verbosity="WARNING",
     )
-    per_task: dict[str, list[dict[str, Any]]] = {}
-    for name, samples in output["samples"].items():
-        rows = []
-        for sample in sorted(samples, key=lambda s: s["doc_id"]):
-            loglikelihoods = [float(resp[0]) for resp in sample["filtered_resps"]]
-            choices = sample["doc"]["choices"]
-            lengths = [max(1, len(choice.encode("utf-8"))) for choice in choices]
-            normalised = [ll / length for ll, length in zip(loglikelihoods, lengths)]
-            rows.append(
-                {
-                    "mcq_id": sample["doc"]["mcq_id"],
-                    "gold": int(sample["doc"]["gold"]),
-                    "loglikelihoods": [round(value, 5) for value in loglikelihoods],
-                    "pred": max(range(len(loglikelihoods)), key=loglikelihoods.__getitem__),
-                    "pred_norm": max(range(len(normalised)), key=normalised.__getitem__),
-                    "acc": float(sample["acc"]),
-                    "acc_norm": float(sample["acc_norm"]),
-                }
-            )
-        per_task[name] = rows
-    return per_task
+    return {name: rows_from_samples(samples) for name, samples in output["samples"].items()}
+
+
+def rows_from_samples(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """lm-eval's logged samples as prediction rows, in document order."""
+    rows = []
+    for sample in sorted(samples, key=lambda s: s["doc_id"]):
+        loglikelihoods = [float(resp[0]) for resp in sample["filtered_resps"]]
+        choices = sample["doc"]["choices"]
+        # lm-eval's acc_norm divides by the choice's length in characters; the same here so pred_norm matches it.
+        normalised = [ll / max(1, len(choice)) for ll, choice in zip(loglikelihoods, choices)]
+        rows.append(
+            {
+                "mcq_id": sample["doc"]["mcq_id"],
+                "gold": int(sample["doc"]["gold"]),
+                "loglikelihoods": [round(value, 5) for value in loglikelihoods],
+                "pred": max(range(len(loglikelihoods)), key=loglikelihoods.__getitem__),
+                "pred_norm": max(range(len(normalised)), key=normalised.__getitem__),
+                "acc": float(sample["acc"]),
+                "acc_norm": float(sample["acc_norm"]),
+            }
+        )
+    return rows
 
 
 def accuracy(rows: Iterable[dict[str, Any]], key: str = "acc") -> float:
     values = [row[key] for row in rows]
     return sum(values) / len(values) if values else 0.0
+
+
+# The paired comparisons of the table: what each condition is tested against (same questions, same format).
+PAIRED_REFERENCE = {"fine-tuned": "base", "rag": "base", "fine-tuned+rag": "rag"}
+# Knowledge consistency compares the fine-tuned model with the model it started from, with and without context.
+CONSISTENCY_REFERENCE = {"fine-tuned": "base", "fine-tuned+rag": "rag"}
+
+
+def cells_from_predictions(predictions: Sequence[Mapping[str, Any]], bootstrap_samples: int, seed: int, alpha: float) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every metric of the table from the per-question predictions alone: condition -> format -> fields.
+
+    acc/acc_norm with a bootstrap CI; an exact McNemar test against the paired reference condition (`learned`:
+    fine-tuned beat base; `improved`: fine-tuned + RAG beat RAG); knowledge consistency with the starting model.
+    """
+    from perpetual.statistics import bootstrap_ci, knowledge_consistency, mcnemar_exact
+
+    outcomes: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in predictions:
+        outcomes.setdefault((row["condition"], row["format"]), []).append(row)
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    for (condition, fmt), rows in sorted(outcomes.items()):
+        correct = [row["acc"] for row in rows]
+        low, high = bootstrap_ci(correct, bootstrap_samples, seed, alpha)
+        cell: dict[str, Any] = {
+            "n": len(rows),
+            "acc": round(sum(correct) / len(rows), 4),
+            "acc_norm": round(sum(row["acc_norm"] for row in rows) / len(rows), 4),
+            "ci_low": low,
+            "ci_high": high,
+        }
+        reference = PAIRED_REFERENCE.get(condition)
+        if reference and (reference, fmt) in outcomes:
+            paired = _pair(outcomes[(reference, fmt)], rows)
+            test = mcnemar_exact([a["acc"] for a, _ in paired], [b["acc"] for _, b in paired])
+            cell["p_value_vs_" + reference] = test["p_value"]
+            cell["learned" if reference == "base" else "improved"] = bool(
+                test["only_second"] > test["only_first"] and test["p_value"] < alpha
+            )
+        reference = CONSISTENCY_REFERENCE.get(condition)
+        if reference and (reference, fmt) in outcomes:
+            paired = _pair(outcomes[(reference, fmt)], rows)
+            consistency = knowledge_consistency([a["loglikelihoods"] for a, _ in paired], [b["loglikelihoods"] for _, b in paired])
+            cell[f"spearman_vs_{reference}"] = consistency["spearman"]
+            cell[f"kl_vs_{reference}"] = consistency["kl"]
+        cells.setdefault(condition, {})[fmt] = cell
+    return cells
+
+
+def _pair(first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """Rows of two conditions matched by question id (a paired test must compare the same questions)."""
+    by_id = {row["mcq_id"]: row for row in first}
+    paired = [(by_id[row["mcq_id"]], row) for row in second if row["mcq_id"] in by_id]
+    if len(paired) != len(second) or len(paired) != len(first):
+        raise ValueError("paired conditions must cover the same questions")
+    return paired

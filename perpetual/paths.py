@@ -56,3 +56,16 @@ def predictions(task: str, model: str) -> Path:
 
 def stage_metrics(stage: str, name: str) -> Path:
     return METRICS / stage / f"{name}.json"
+
+
+def reference_model(model: str) -> Path:
+    """The model evaluate@ scores as "base" and retention compares against: the one knowledge injection starts from.
+
+    Written by instruct@<model>: the instruction-tuned tiny model, or a copy of base when instruct.enabled is false.
+    The one place the pipeline names it (dvc.yaml's train and evaluate deps name the same folder).
+    """
+    return MODELS / f"start-{model}"
+
+
+def retention_predictions(task: str, model: str) -> Path:
+    return DATA / "predictions" / f"{task}-{model}.retention.jsonl"

@@ -1,8 +1,8 @@
-"""The results table (laid out like the paper's Table 2), the flat results rows, and the accuracy plot."""
+"""The results table (laid out like the paper's Table 2), the flat results rows, and the plot."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 CONDITION_COLUMNS = [("base", "Base model"), ("fine-tuned", "Fine-tuned"), ("rag", "RAG"), ("fine-tuned+rag", "Fine-tuned + RAG")]
 FORMAT_TITLES = {
@@ -20,6 +20,16 @@ PAPER_TABLE_2 = {
     ("products", "Gemma-2.5b"): (0.2877, 0.2200, 0.4918, 0.1924),
 }
 
+LEGEND = (
+    "Every number below is ours unless its heading says *paper*. Accuracy: log-likelihood MCQ accuracy "
+    "(lm-eval `acc`) with its 95% percentile-bootstrap CI over questions, in the format named by the section. "
+    "p: two-sided exact McNemar test on the same questions (fine-tuned and RAG vs base; fine-tuned + RAG vs RAG); "
+    "* p < 0.05, ** p < 0.01; ▲/▼: significantly better/worse than the reference. Learned: fine-tuned significantly "
+    "above base. Consistency (Ren et al. 2024, *Learning or Self-aligning?*): per question, Spearman ρ between the "
+    "two models' option log-likelihoods and KL(reference ‖ fine-tuned) in nats between their softmax distributions "
+    "over the options, averaged over questions (ρ = 1, KL = 0: fine-tuning left the model's preferences unchanged)."
+)
+
 
 def flatten(task: str, model: str, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
@@ -29,46 +39,138 @@ def flatten(task: str, model: str, evaluation: dict[str, Any]) -> list[dict[str,
     return rows
 
 
-def _cell_text(row: dict[str, Any] | None) -> str:
+def _mark(row: Mapping[str, Any], p_value: float) -> str:
+    stars = "**" if p_value < 0.01 else "*" if p_value < 0.05 else ""
+    if not stars:
+        return ""
+    direction = "▲" if row.get("learned") or row.get("improved") else "▼"
+    return stars + direction
+
+
+def _cell_text(row: Mapping[str, Any] | None) -> str:
     if row is None:
         return "-"
     text = f"{row['acc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
     p_value = next((value for key, value in row.items() if key.startswith("p_value_vs_")), None)
     if p_value is not None:
-        mark = "**" if p_value < 0.01 else "*" if p_value < 0.05 else ""
-        text += f" p={p_value:.3g}{mark}"
+        text += f" p={p_value:.2g}{_mark(row, p_value)}"
     return text
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], baselines: dict[str, dict[str, float]], formats: Sequence[str]) -> str:
+def _consistency_text(row: Mapping[str, Any] | None, reference: str) -> str:
+    if row is None or f"kl_vs_{reference}" not in row:
+        return "-"
+    rho = row.get(f"spearman_vs_{reference}")
+    return f"{'-' if rho is None else f'{rho:.2f}'} / {row[f'kl_vs_{reference}']:.3f}"
+
+
+def format_section(rows: Sequence[dict[str, Any]], fmt: str, cells: Sequence[tuple[str, str]]) -> list[str]:
     lookup = {(row["task"], row["model"], row["condition"], row["format"]): row for row in rows}
-    cells = sorted({(row["task"], row["model"]) for row in rows}, key=lambda pair: (_order(rows, pair[0]), pair[1]))
+    lines = [f"## {FORMAT_TITLES.get(fmt, fmt)}", ""]
+    lines.append(
+        "| Task | Model | n | "
+        + " | ".join(title for _, title in CONDITION_COLUMNS)
+        + " | Learned (p < 0.05) | Consistency fine-tuned vs base (ρ / KL) | Fine-tuned + RAG vs RAG (ρ / KL) |"
+    )
+    lines.append("|---|---|---|" + "---|" * (len(CONDITION_COLUMNS) + 3))
+    for task, model in cells:
+        found = [lookup.get((task, model, condition, fmt)) for condition, _ in CONDITION_COLUMNS]
+        n = next((row["n"] for row in found if row), 0)
+        fine_tuned = lookup.get((task, model, "fine-tuned", fmt))
+        learned = "-" if fine_tuned is None or "learned" not in fine_tuned else ("yes" if fine_tuned["learned"] else "no")
+        lines.append(
+            f"| {task} | {model} | {n} | "
+            + " | ".join(_cell_text(row) for row in found)
+            + f" | {learned} | {_consistency_text(fine_tuned, 'base')} | "
+            + f"{_consistency_text(lookup.get((task, model, 'fine-tuned+rag', fmt)), 'rag')} |"
+        )
+    return lines + [""]
+
+
+def retention_section(retention: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[str]:
     lines = [
-        "# Results",
+        "## Retention of assistant behaviour (held-out general instructions, Alpaca template; base vs fine-tuned)",
         "",
-        "Accuracy [95% bootstrap CI] over the held-out MCQs; p: exact McNemar test on the same questions "
-        "(fine-tuned and RAG vs base, fine-tuned + RAG vs RAG); * p < 0.05, ** p < 0.01. n: questions per cell.",
+        "Log-lik/token: mean log-likelihood per token of the reference answers (+ EOS), pooled; p: Wilcoxon signed-rank "
+        "over instructions. Format-following: share of greedy answers that are non-empty and end with EOS or before a "
+        "new `###` header within the token budget (run-on text fails); p: exact McNemar. Answers: "
+        "`data/predictions/<task>-<model>.retention.jsonl`.",
         "",
+        "| Task | Model | n | Log-lik/token base | Log-lik/token fine-tuned | Δ | p | Format-following base | "
+        "Format-following fine-tuned | p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if not retention:
+        return lines + ["| - | - | - | - | - | - | - | - | - | - |", ""]
+    for (task, model), values in retention.items():
+        base, tuned = values.get("base"), values.get("fine-tuned")
+        if base is None or tuned is None:
+            continue
+        delta = tuned["loglik_per_token"] - base["loglik_per_token"]
+        lines.append(
+            f"| {task} | {model} | {base['n']} | {base['loglik_per_token']:.3f} | {tuned['loglik_per_token']:.3f} | "
+            f"{delta:+.3f} | {values.get('p_value_loglik', float('nan')):.2g} | {base['format_following']:.3f} | "
+            f"{tuned['format_following']:.3f} | {values.get('p_value_format', float('nan')):.2g} |"
+        )
+    return lines + [""]
+
+
+def retrieval_summary(index: Mapping[str, Any]) -> dict[str, Any]:
+    """top_k, recall@k and MCQ count from an index@<task> metrics file."""
+    # Metrics written before `recall_at_k` existed carry the k in the key (recall_at_2).
+    old = next((key for key in index if key.startswith("recall_at_") and key != "recall_at_k"), None)
+    top_k = index.get("top_k", int(old.removeprefix("recall_at_")) if old else None)
+    return {"top_k": top_k, "recall_at_k": index.get("recall_at_k", index.get(old) if old else None), "mcqs": index.get("mcqs")}
+
+
+def retrieval_section(retrieval: Mapping[str, Mapping[str, Any]], embedder: str, template: str) -> list[str]:
+    lines = [
+        "## Retrieval used by the RAG conditions",
+        "",
+        f"Embedder `{embedder}`; context template `{template!r}`. Recall@k: share of MCQs whose own source chunk is "
+        "among the k retrieved chunks.",
+        "",
+        "| Task | k | Recall@k | MCQs |",
+        "|---|---|---|---|",
+    ]
+    for task, values in retrieval.items():
+        recall = values.get("recall_at_k")
+        lines.append(f"| {task} | {values.get('top_k') or '-'} | {'-' if recall is None else f'{recall:.3f}'} | {values.get('mcqs') or '-'} |")
+    return lines + [""]
+
+
+def markdown_table(
+    rows: Sequence[dict[str, Any]],
+    baselines: dict[str, dict[str, float]],
+    formats: Sequence[str],
+    retention: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+    retrieval: Mapping[str, Mapping[str, Any]] | None = None,
+    embedder: str = "",
+    template: str = "",
+) -> str:
+    cells = sorted({(row["task"], row["model"]) for row in rows}, key=lambda pair: (_order(rows, pair[0]), pair[1]))
+    lines = ["# Results", "", LEGEND, ""]
     for fmt in formats:
-        lines += [f"## {FORMAT_TITLES.get(fmt, fmt)}", ""]
-        lines.append("| Task | Model | n | " + " | ".join(title for _, title in CONDITION_COLUMNS) + " | Learned (p < 0.05) |")
-        lines.append("|---|---|---|" + "---|" * (len(CONDITION_COLUMNS) + 1))
-        for task, model in cells:
-            found = [lookup.get((task, model, condition, fmt)) for condition, _ in CONDITION_COLUMNS]
-            n = next((row["n"] for row in found if row), 0)
-            fine_tuned = lookup.get((task, model, "fine-tuned", fmt))
-            learned = "-" if fine_tuned is None or "learned" not in fine_tuned else ("yes" if fine_tuned["learned"] else "no")
-            lines.append(f"| {task} | {model} | {n} | " + " | ".join(_cell_text(row) for row in found) + f" | {learned} |")
-        lines.append("")
-    lines += ["## Baselines from the MCQ sets themselves (letter format)", "", "| Task | chance | majority letter | longest option |", "|---|---|---|---|"]
+        lines += format_section(rows, fmt, cells)
+    lines += retention_section(retention or {})
+    if retrieval:
+        lines += retrieval_section(retrieval, embedder, template)
+    lines += [
+        "## Baselines from the MCQ sets themselves (no reading)",
+        "",
+        "Chance: 1 in 4 (both formats). Majority letter: always answering the most frequent correct letter (letter "
+        "format). Longest option: always picking the longest option text (either format).",
+        "",
+        "| Task | chance | majority letter | longest option |",
+        "|---|---|---|---|",
+    ]
     for task, values in baselines.items():
         lines.append(f"| {task} | {values['chance']:.3f} | {values['majority_letter']:.3f} | {values['longest_option']:.3f} |")
     lines += [
         "",
-        "## The paper's published Table 2 (for reference; other models and MCQ sets, letter format, no CIs)",
+        "## The paper's published Table 2 (paper, not ours: other models and MCQ sets; letter format, no CIs)",
         "",
-        "| Task | Model | Base model | Fine-tuned | RAG | Fine-tuned + RAG |",
+        "| Task | Model (paper) | Base model | Fine-tuned | RAG | Fine-tuned + RAG |",
         "|---|---|---|---|---|---|",
     ]
     for (task, model), values in PAPER_TABLE_2.items():
@@ -80,7 +182,8 @@ def _order(rows: Sequence[dict[str, Any]], task: str) -> int:
     return next(index for index, row in enumerate(rows) if row["task"] == task)
 
 
-def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
+def plot(rows: Sequence[dict[str, Any]], path: str, retention: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> None:
+    """Accuracy with CIs per cell, one panel per format, and format-following retention when measured."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,7 +191,9 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
 
     formats = sorted({row["format"] for row in rows})
     groups = sorted({(row["task"], row["model"]) for row in rows})
-    figure, axes = plt.subplots(1, len(formats), figsize=(6 * len(formats), 4), squeeze=False)
+    retained = {key: value for key, value in (retention or {}).items() if "base" in value and "fine-tuned" in value}
+    panels = len(formats) + (1 if retained else 0)
+    figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
     width = 0.2
     for axis, fmt in zip(axes[0], formats):
         for offset, (condition, title) in enumerate(CONDITION_COLUMNS):
@@ -105,9 +210,18 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
         axis.axhline(0.25, color="grey", linestyle="--", linewidth=1)
         axis.set_xticks(range(len(groups)), [f"{task}\n{model}" for task, model in groups], fontsize=8)
         axis.set_ylim(0, 1)
-        axis.set_title(f"{fmt} format")
-        axis.set_ylabel("accuracy (95% CI)")
+        axis.set_title(f"{fmt} format: accuracy (ours)")
+        axis.set_ylabel("accuracy (95% CI); dashed: chance")
     axes[0][0].legend(fontsize=7)
+    if retained:
+        axis = axes[0][-1]
+        keys = sorted(retained)
+        for offset, which in enumerate(("base", "fine-tuned")):
+            axis.bar([index + (offset - 0.5) * 0.35 for index in range(len(keys))], [retained[key][which]["format_following"] for key in keys], 0.35, label=which)
+        axis.set_xticks(range(len(keys)), [f"{task}\n{model}" for task, model in keys], fontsize=8)
+        axis.set_ylim(0, 1)
+        axis.set_title("retention: format-following rate")
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

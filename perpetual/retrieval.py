@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,26 +48,33 @@ def open_collection(folder: Path, task: str, embedder_name: str):  # type: ignor
 
 def sync_index(collection, chunks: Sequence[Chunk], embedder, batch_size: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Embed only chunks the collection lacks; remove chunks no longer in the task. Returns counts."""
-    from tqdm import tqdm
-
     wanted = {chunk["chunk_id"]: chunk for chunk in chunks}
     present = set(collection.get(include=[])["ids"])
     stale = sorted(present - set(wanted))
     if stale:
         collection.delete(ids=stale)
     missing = [chunk for chunk_id, chunk in wanted.items() if chunk_id not in present]
-    with tqdm(total=len(missing), desc="embedding chunks", unit="chunk", file=sys.stderr) as bar:
-        for start in range(0, len(missing), batch_size):
-            batch = missing[start : start + batch_size]
-            vectors = embedder.encode([chunk["text"] for chunk in batch], batch_size=batch_size, normalize_embeddings=True)
+    if missing:
+        # One encode call for all missing chunks: sentence-transformers sorts the whole list by length before
+        # batching, so batches pad far less than when it is called on consecutive slices.
+        vectors = embed(embedder, [chunk["text"] for chunk in missing], batch_size)
+        step = max(batch_size, 1000)  # Chroma insert is cheap per row; few, larger calls
+        for start in range(0, len(missing), step):
+            batch = missing[start : start + step]
             collection.add(
                 ids=[chunk["chunk_id"] for chunk in batch],
-                embeddings=[vector.tolist() for vector in vectors],
+                embeddings=vectors[start : start + step].tolist(),
                 documents=[chunk["text"] for chunk in batch],
                 metadatas=[{"source": chunk["source"]} for chunk in batch],
             )
-            bar.update(len(batch))
     return {"chunks": len(wanted), "embedded_now": len(missing), "reused": len(wanted) - len(missing), "removed": len(stale)}
+
+
+def embed(embedder, texts: Sequence[str], batch_size: int):  # type: ignore[no-untyped-def]
+    """Unit-length embeddings (cosine space), as a (len(texts), dim) numpy array."""
+    return embedder.encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=len(texts) > batch_size
+    )
 
 
 def retrieval_query(mcq: Mcq) -> str:
@@ -79,8 +85,8 @@ def retrieve(collection, mcqs: Sequence[Mcq], embedder, top_k: int, batch_size: 
     """Top-k chunks per MCQ, and whether the MCQ's own source chunk was among them (for recall@k)."""
     if not mcqs:
         return []
-    vectors = embedder.encode([retrieval_query(mcq) for mcq in mcqs], batch_size=batch_size, normalize_embeddings=True)
-    result = collection.query(query_embeddings=[vector.tolist() for vector in vectors], n_results=top_k, include=["documents"])
+    vectors = embed(embedder, [retrieval_query(mcq) for mcq in mcqs], batch_size)
+    result = collection.query(query_embeddings=vectors.tolist(), n_results=top_k, include=["documents"])
     rows = []
     for mcq, ids, documents in zip(mcqs, result["ids"], result["documents"]):
         rows.append(

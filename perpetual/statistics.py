@@ -6,7 +6,8 @@ from collections import Counter
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.special import softmax
+from scipy.stats import binomtest, entropy, rankdata, wilcoxon
 
 from perpetual.records import LETTERS, Mcq
 
@@ -30,7 +31,12 @@ def mcnemar_exact(first: Sequence[float], second: Sequence[float]) -> dict[str, 
     only_first = sum(1 for a, b in zip(first, second) if a and not b)
     discordant = only_first + only_second
     p_value = 1.0 if discordant == 0 else binomtest(only_second, discordant, 0.5).pvalue
-    return {"only_first": only_first, "only_second": only_second, "p_value": round(float(p_value), 6)}
+    return {"only_first": only_first, "only_second": only_second, "p_value": significant(p_value)}
+
+
+def significant(p_value: float, digits: int = 4) -> float:
+    """A p-value to a few significant digits: rounding to decimals would turn 3e-29 into 0."""
+    return float(f"{float(p_value):.{digits}g}")
 
 
 def baselines(mcqs: Sequence[Mcq]) -> dict[str, float]:
@@ -46,3 +52,41 @@ def baselines(mcqs: Sequence[Mcq]) -> dict[str, float]:
         "majority_letter": round(majority_share, 4),
         "longest_option": round(longest / len(mcqs), 4),
     }
+
+
+def knowledge_consistency(first: Sequence[Sequence[float]], second: Sequence[Sequence[float]]) -> dict[str, float | int | None]:
+    """How far fine-tuning moved the model's beliefs over the options, question by question.
+
+    After "Learning or Self-aligning? Rethinking Instruction Fine-tuning" (Ren et al., 2024): for each question,
+    the Spearman rank correlation between the two models' option log-likelihoods (average ranks for ties), and the
+    KL divergence KL(p_first || p_second) in nats between their softmax distributions over the options. Returns the
+    means over questions; questions where either model scores all options equally have no rank correlation and are
+    left out of `spearman` only (`spearman_n` counts those kept).
+    """
+    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError("paired log-likelihoods must have equal shapes")
+    if a.size == 0:
+        return {"spearman": None, "spearman_n": 0, "kl": None}
+    ranks_a, ranks_b = rankdata(a, axis=1), rankdata(b, axis=1)
+    centred_a = ranks_a - ranks_a.mean(axis=1, keepdims=True)
+    centred_b = ranks_b - ranks_b.mean(axis=1, keepdims=True)
+    norms = np.sqrt((centred_a**2).sum(axis=1) * (centred_b**2).sum(axis=1))
+    defined = norms > 0
+    rho = (centred_a * centred_b).sum(axis=1)[defined] / norms[defined]
+    kl = entropy(softmax(a, axis=1), softmax(b, axis=1), axis=1)
+    return {
+        "spearman": round(float(rho.mean()), 4) if rho.size else None,
+        "spearman_n": int(defined.sum()),
+        "kl": round(float(kl.mean()), 4),
+    }
+
+
+def wilcoxon_paired(first: Sequence[float], second: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value for paired continuous scores (1.0 when every pair is equal)."""
+    if len(first) != len(second):
+        raise ValueError("paired scores must have equal length")
+    differences = np.asarray(second, dtype=float) - np.asarray(first, dtype=float)
+    if not np.any(differences):
+        return 1.0
+    return significant(wilcoxon(differences).pvalue)

@@ -26,14 +26,15 @@ from trl import SFTConfig, SFTTrainer
 from perpetual.assembly import qna_row
 from perpetual.config import InstructParams, TrainParams
 from perpetual.errors import UserError
-from perpetual.evaluation import render
+from perpetual.mcq_format import render
+from perpetual import paths
 from perpetual.io import atomic_path, read_jsonl
 from perpetual.records import LETTERS, content_id
 
 
 def start_model(model: str) -> Path:
     """The model before knowledge injection: instruction-tuned by instruct@<model>, or a copy of the base."""
-    return Path("models") / f"start-{model}"
+    return paths.reference_model(model)
 
 
 # ---------------------------------------------------------------- data
@@ -142,7 +143,7 @@ def loss_curve(folder: Path) -> TrainerCallback:
     """transformers' DVCLiveCallback (dvclive's HF integration) writing the training loss curve to `folder`.
 
     Only the main process opens a Live, and the callback logs on the main process only. The x axis is the
-    optimizer step, so a resumed run continues its curve where the checkpoint left off.
+    optimizer step; a resumed run first redraws the points logged before its checkpoint (dvc repro removed them).
     """
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
@@ -152,15 +153,31 @@ def loss_curve(folder: Path) -> TrainerCallback:
             # No args.to_dict() dump: params.yaml and dvc.lock record the run, and the dump holds machine paths.
             self._initialized = True
 
+        def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            for entry in state.log_history:  # empty unless resuming
+                if "loss" in entry:
+                    self.point(args, state, control, entry["step"], entry["loss"])
+
         def on_log(self, args, state, control, model=None, logs=None, **kwargs):  # type: ignore[no-untyped-def]
-            if "loss" not in (logs or {}):
-                return  # the end-of-run summary goes to metrics/<stage>/<cell>.json instead
+            if "loss" in (logs or {}):  # the end-of-run summary goes to metrics/<stage>/<cell>.json instead
+                self.point(args, state, control, state.global_step, logs["loss"])
+
+        def point(self, args, state, control, step: int, loss: float) -> None:  # type: ignore[no-untyped-def]
             if self.live is not None:
-                self.live.step = state.global_step
-            super().on_log(args, state, control, model=model, logs={"loss": logs["loss"]}, **kwargs)
+                self.live.step = step
+            super().on_log(args, state, control, logs={"loss": loss})
+
+    class StageLive(Live):
+        def _init_dvc(self) -> None:
+            # No repository probing: dvc.yaml declares the plots and no experiment is saved. dvclive 3.49's probe
+            # also crashes in a git repository without commits (scmrepo "Empty git repo": `git init && dvc repro`).
+            self._dvc_file = ""
 
     # dvcyaml=None: dvc.yaml declares these plots itself; save_dvc_exp=False: a stage is not an experiment.
-    live = Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None) if is_main_process() else None
+    live = None
+    if is_main_process():
+        live = StageLive(dir=str(folder), save_dvc_exp=False, dvcyaml=None)
+        Path(live.plots_dir, "metrics").mkdir(parents=True, exist_ok=True)  # dvc.yaml's plots out, even before a log
     return LossCurve(live=live)
 
 
@@ -193,8 +210,7 @@ def sft_config(params: TrainParams, output_dir: Path, model: PreTrainedModel) ->
         # Explicit both ways: TRL turns completion-only loss on by itself for prompt/completion datasets.
         completion_only_loss=params.loss == "completion",
         activation_checkpointing=params.gradient_checkpointing,  # SFTConfig defaults it on: ~30% slower
-        # Batches of similar length: far less padding (see benchmarks/train_throughput.py).
-        train_sampling_strategy="group_by_length" if params.group_by_length else "random",
+        train_sampling_strategy=params.sampling,
         include_num_input_tokens_seen="non_padding",
         bf16=use_bf16(params.precision),
         use_cpu=not torch.cuda.is_available(),

@@ -1,24 +1,19 @@
 """assemble@<task>: the interleaved training set and the held-out MCQ set, saved with `datasets`."""
 
-import argparse
 import sys
 
 import datasets
 
 from perpetual import paths
 from perpetual.assembly import eval_rows, interleave
-from perpetual.config import load_params
+from perpetual.cli import stage_args
 from perpetual.errors import UserError, exits_cleanly
 from perpetual.io import atomic_path, read_jsonl, write_json
 
 
 @exits_cleanly
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    args = parser.parse_args()
-    params = load_params()
-    params.require_task(args.task)
+    args, params = stage_args(__doc__, task=True)
 
     chunks = read_jsonl(paths.chunks(args.task))
     train_rows = interleave(chunks, read_jsonl(paths.flashcards(args.task)))

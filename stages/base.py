@@ -5,13 +5,12 @@ instruction data; a pretrained model (hub id or local folder) is loaded and save
 `dvc pull` gets exactly the weights this run started from.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 from perpetual import paths
 from perpetual.assembly import ALPACA_TEMPLATE
-from perpetual.config import load_params
+from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import atomic_path, read_jsonl, write_json
 from perpetual.models import describe, make_base
@@ -31,11 +30,7 @@ def tokenizer_corpus(tasks: list[str]) -> list[str]:
 
 @exits_cleanly
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True)
-    args = parser.parse_args()
-    params = load_params()
-    params.require_model(args.model)
+    args, params = stage_args(__doc__, model=True)
 
     spec = params.base.models[args.model]
     model, tokenizer = make_base(spec, tokenizer_corpus(params.pipeline.tasks), params.base.tokenizer, params.pipeline.seed)

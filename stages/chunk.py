@@ -1,22 +1,17 @@
 """chunk@<task>: split documents into chunks with stable content-hash ids (data/chunks/<task>.jsonl)."""
 
-import argparse
 import sys
 
 from perpetual import paths
 from perpetual.chunking import chunk_documents
-from perpetual.config import load_params
+from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import read_jsonl, write_json, write_jsonl
 
 
 @exits_cleanly
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    args = parser.parse_args()
-    params = load_params()
-    params.require_task(args.task)
+    args, params = stage_args(__doc__, task=True)
 
     documents = read_jsonl(paths.raw(args.task))
     chunks, duplicates = chunk_documents(documents, params.chunk.chunk_size, params.chunk.chunk_overlap)

@@ -1,6 +1,8 @@
-"""evaluate@<task>-<model>: MCQ accuracy in every condition and format, with CIs and paired significance.
+"""evaluate@<task>-<model>: MCQ accuracy in every condition and format, with CIs, paired significance, knowledge
+consistency, and retention of assistant behaviour (base vs fine-tuned).
 
-Each model (base, fine-tuned) is loaded once and lm-eval runs all its conditions and formats in one call.
+Each model (base, fine-tuned) is loaded once; lm-eval runs all its conditions and formats in one call, then the
+retention set is scored and answered while the model is still loaded.
 """
 
 import argparse
@@ -11,12 +13,11 @@ from pathlib import Path
 from perpetual import paths
 from perpetual.config import load_params
 from perpetual.errors import exits_cleanly
-from perpetual.evaluation import build_items, condition_model, score, task_config, task_name
+from perpetual.evaluation import build_items, cells_from_predictions, condition_model, score, task_config, task_name
 from perpetual.io import read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local
-from perpetual.statistics import baselines, bootstrap_ci, mcnemar_exact
-
-PAIRED_REFERENCE = {"fine-tuned": "base", "rag": "base", "fine-tuned+rag": "rag"}
+from perpetual.retention import answer_rows, compare, load_instructions, measure
+from perpetual.statistics import baselines
 
 
 @exits_cleanly
@@ -32,9 +33,13 @@ def main() -> None:
 
     mcqs = read_jsonl(paths.mcqs(args.task))[: settings.limit]
     retrieved = {row["mcq_id"]: row for row in read_jsonl(paths.retrieved(args.task))}
-    folders = {"base": paths.base_model(args.model), "fine-tuned": paths.trained_model(args.task, args.model)}
+    instructions = (
+        load_instructions(Path(settings.retention.path), settings.retention.limit) if settings.retention.enabled else []
+    )
+    folders = {"base": paths.reference_model(args.model), "fine-tuned": paths.trained_model(args.task, args.model)}
 
-    outcomes: dict[tuple[str, str], list[dict]] = {}
+    predictions: list[dict] = []
+    retained: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for which, folder in folders.items():
             conditions = [c for c in settings.conditions if condition_model(c) == which]
@@ -49,38 +54,30 @@ def main() -> None:
                     configs.append(task_config(name, data_file))
                     names[name] = (condition, fmt)
             model, tokenizer = load_local(folder)
-            for name, rows in score(model, tokenizer, configs, settings.batch_size, params.pipeline.seed).items():
-                outcomes[names[name]] = rows
+            for name, rows in score(model, tokenizer, configs, settings.batch_size).items():
+                condition, fmt = names[name]
+                predictions.extend({"condition": condition, "format": fmt, **row} for row in rows)
+            if instructions:
+                retained[which] = measure(model, tokenizer, instructions, settings.retention.max_new_tokens, settings.batch_size)
             del model
 
-    cells: dict[str, dict[str, dict]] = {}
-    predictions = []
-    for (condition, fmt), rows in sorted(outcomes.items()):
-        correct = [row["acc"] for row in rows]
-        low, high = bootstrap_ci(correct, settings.bootstrap_samples, params.pipeline.seed, settings.alpha)
-        cell = {
-            "n": len(rows),
-            "acc": round(sum(correct) / len(rows), 4),
-            "acc_norm": round(sum(row["acc_norm"] for row in rows) / len(rows), 4),
-            "ci_low": low,
-            "ci_high": high,
-        }
-        reference = PAIRED_REFERENCE.get(condition)
-        if reference and (reference, fmt) in outcomes:
-            test = mcnemar_exact([row["acc"] for row in outcomes[(reference, fmt)]], correct)
-            cell["p_value_vs_" + reference] = test["p_value"]
-            cell["learned" if reference == "base" else "improved"] = bool(
-                test["only_second"] > test["only_first"] and test["p_value"] < settings.alpha
-            )
-        cells.setdefault(condition, {})[fmt] = cell
-        predictions.extend({"condition": condition, "format": fmt, **row} for row in rows)
+    predictions.sort(key=lambda row: (row["condition"], row["format"]))
+    cells = cells_from_predictions(predictions, settings.bootstrap_samples, params.pipeline.seed, settings.alpha)
+    metrics: dict = {**cells, "baselines": baselines(mcqs)}
+    if retained:
+        metrics["retention"] = compare(retained)
+    # Written even when retention is off (then empty), since dvc.yaml declares it.
+    write_jsonl(paths.retention_predictions(args.task, args.model), answer_rows(instructions, retained))
 
     write_jsonl(paths.predictions(args.task, args.model), predictions)
     # Nested condition -> format -> value, so `dvc metrics diff` shows one line per cell and field.
-    write_json(paths.stage_metrics("eval", f"{args.task}-{args.model}"), {**cells, "baselines": baselines(mcqs)})
+    write_json(paths.stage_metrics("eval", f"{args.task}-{args.model}"), metrics)
     for condition, formats in cells.items():
         for fmt, cell in formats.items():
             print(f"{condition:>15} {fmt:>6}: acc {cell['acc']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}] n={cell['n']}", file=sys.stderr)
+    for which, values in metrics.get("retention", {}).items():
+        if isinstance(values, dict):
+            print(f"{'retention':>15} {which}: loglik/token {values['loglik_per_token']:.3f}, format-following {values['format_following']:.3f}", file=sys.stderr)
 
 
 if __name__ == "__main__":

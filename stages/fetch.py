@@ -1,11 +1,10 @@
 """fetch@<task>: read the task's source into normalised documents (data/raw/<task>.jsonl)."""
 
-import argparse
 import sys
 from pathlib import Path
 
 from perpetual import paths
-from perpetual.config import load_params
+from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import write_json, write_jsonl
 from perpetual.sources import fetch
@@ -13,11 +12,7 @@ from perpetual.sources import fetch
 
 @exits_cleanly
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    args = parser.parse_args()
-    params = load_params()
-    params.require_task(args.task)
+    args, params = stage_args(__doc__, task=True)
 
     report = fetch(args.task, params.fetch.sources[args.task], cache_dir=Path("data/cache/git"))
     for source, reason in sorted(report.skipped.items()):

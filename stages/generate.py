@@ -1,11 +1,10 @@
 """generate@<task>: flashcards for training and MCQs for evaluation from the task's chunks, via the teacher."""
 
-import argparse
 import sys
 from pathlib import Path
 
 from perpetual import paths
-from perpetual.config import load_params
+from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import read_jsonl, write_json, write_jsonl
 from perpetual.teacher.factory import make_teacher
@@ -14,11 +13,7 @@ from perpetual.teacher.quality import QualityReport, clean_flashcards, clean_mcq
 
 @exits_cleanly
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    args = parser.parse_args()
-    params = load_params()
-    params.require_task(args.task)
+    args, params = stage_args(__doc__, task=True)
     settings = params.generate
 
     chunks = read_jsonl(paths.chunks(args.task))

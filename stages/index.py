@@ -28,7 +28,8 @@ def main() -> None:
     write_jsonl(paths.retrieved(args.task), rows)
     hits = sum(row["source_retrieved"] for row in rows)
     recall = round(hits / len(rows), 4) if rows else 0.0
-    write_json(paths.stage_metrics("index", args.task), {**counts, f"recall_at_{settings.top_k}": recall, "mcqs": len(rows)})
+    # A fixed key (with k alongside), so `dvc metrics diff` compares recall across a change of top_k.
+    write_json(paths.stage_metrics("index", args.task), {**counts, "top_k": settings.top_k, "recall_at_k": recall, "mcqs": len(rows)})
     print(f"index {args.task}: {counts}, recall@{settings.top_k}={recall}", file=sys.stderr)
 
 

@@ -6,13 +6,12 @@ instruction-tuned) the base is copied unchanged. Either way train@ and evaluate@
 DVC graph does not depend on the setting.
 """
 
-import argparse
 import os
 import shutil
 import sys
 
 from perpetual import paths
-from perpetual.config import load_params
+from perpetual.cli import stage_args
 from perpetual.errors import UserError, exits_cleanly
 from perpetual.io import atomic_path, write_json
 from perpetual.models import load_local, report_kernels
@@ -37,11 +36,7 @@ def link_or_copy(source: str, target: str) -> None:
 
 @exits_cleanly
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True)
-    args = parser.parse_args()
-    params = load_params()
-    params.require_model(args.model)
+    args, params = stage_args(__doc__, model=True)
     settings = params.instruct
     base, target = paths.base_model(args.model), start_model(args.model)
 

@@ -6,23 +6,32 @@ from perpetual import paths
 from perpetual.config import load_params
 from perpetual.errors import exits_cleanly
 from perpetual.io import atomic_path, read_json, write_json, write_text
-from perpetual.report import flatten, markdown_table, plot
+from perpetual.report import flatten, markdown_table, plot, retrieval_summary
 
 
 @exits_cleanly
 def main() -> None:
     params = load_params()
-    rows, baselines = [], {}
+    rows, baselines, retention, retrieval = [], {}, {}, {}
     for task in params.pipeline.tasks:
+        retrieval[task] = retrieval_summary(read_json(paths.stage_metrics("index", task)))
         for model in params.pipeline.models:
             evaluation = read_json(paths.stage_metrics("eval", f"{task}-{model}"))
             baselines[task] = evaluation["baselines"]
             rows.extend(flatten(task, model, evaluation))
+            if "retention" in evaluation:
+                retention[(task, model)] = evaluation["retention"]
 
-    write_json(paths.METRICS / "results.json", {"rows": rows})
-    write_text(paths.METRICS / "results.md", markdown_table(rows, baselines, params.evaluate.formats))
+    write_json(
+        paths.METRICS / "results.json",
+        {"rows": rows, "retention": {f"{task}-{model}": values for (task, model), values in retention.items()}, "retrieval": retrieval},
+    )
+    table = markdown_table(
+        rows, baselines, params.evaluate.formats, retention, retrieval, params.index.embedder, params.index.context_template
+    )
+    write_text(paths.METRICS / "results.md", table)
     with atomic_path(paths.METRICS / "results.png") as tmp:
-        plot(rows, str(tmp))
+        plot(rows, str(tmp), retention)
     print(f"report: {len(rows)} cells -> metrics/results.md", file=sys.stderr)
 
 

@@ -4,7 +4,6 @@ Runs as one process (`python -m stages.train`) or many (`accelerate launch --con
 configs/accelerate/ddp.yaml -m stages.train ...`); only the main process writes outputs.
 """
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import datasets
 
 from perpetual import paths
-from perpetual.config import load_params
+from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import write_json
 from perpetual.models import load_local, report_kernels
@@ -21,13 +20,7 @@ from perpetual.training import is_main_process, loss_curve, replay_rows, run_key
 
 @exits_cleanly
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--model", required=True)
-    args = parser.parse_args()
-    params = load_params()
-    params.require_task(args.task)
-    params.require_model(args.model)
+    args, params = stage_args(__doc__, task=True, model=True)
     cell = f"{args.task}-{args.model}"
 
     model, tokenizer = load_local(start_model(args.model))

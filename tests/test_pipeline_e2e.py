@@ -24,7 +24,8 @@ def small_params() -> dict:
     for spec in params["base"]["models"].values():
         spec.update({"hidden_size": 64, "num_hidden_layers": 1})
     params["base"]["tokenizer"]["vocab_size"] = 512
-    params["train"].update({"epochs": 1, "batch_size": 8, "save_steps": 5})
+    params["train"].update({"epochs": 1, "save_steps": 5})
+    params["instruct"]["epochs"] = 1
     params["evaluate"]["bootstrap_samples"] = 200
     return params
 
@@ -38,7 +39,7 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Comple
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("project")
-    for name in ["dvc.yaml", "stages", "perpetual", "prompts", "data/instruct"]:
+    for name in ["dvc.yaml", "stages", "perpetual", "prompts", "data/instruct", "data/retention", "configs"]:
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from perpetual.records import Mcq
-from perpetual.statistics import baselines, bootstrap_ci, mcnemar_exact
+from scipy.special import softmax
+from scipy.stats import spearmanr
+
+from perpetual.statistics import baselines, bootstrap_ci, knowledge_consistency, mcnemar_exact, significant, wilcoxon_paired
 
 
 def test_bootstrap_ci_contains_mean_and_is_reproducible() -> None:
@@ -71,3 +74,50 @@ def test_baselines_on_hand_made_mcqs() -> None:
 
 def test_baselines_empty() -> None:
     assert baselines([]) == {"chance": 0.25, "majority_letter": 0.0, "longest_option": 0.0}
+
+
+def test_mcnemar_keeps_tiny_p_values() -> None:
+    # 100 discordant pairs all one way: p = 2 * 0.5**100, which rounding to 6 decimals used to turn into 0.
+    result = mcnemar_exact([0.0] * 100, [1.0] * 100)
+    assert 0 < result["p_value"] == pytest.approx(2 * 0.5**100, rel=1e-3)
+    assert significant(0.123456789) == 0.1235 and significant(3.14159e-29) == 3.142e-29
+
+
+def test_knowledge_consistency_matches_scipy_per_question() -> None:
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(40, 4))
+    second = first + rng.normal(scale=0.7, size=(40, 4))
+    second[0] = [1.0, 1.0, 2.0, 2.0]  # ties get average ranks, as in spearmanr
+    result = knowledge_consistency(first.tolist(), second.tolist())
+    expected_rho = np.mean([spearmanr(a, b).statistic for a, b in zip(first, second)])
+    p, q = softmax(first, axis=1), softmax(second, axis=1)
+    expected_kl = np.mean((p * np.log(p / q)).sum(axis=1))
+    assert result["spearman"] == pytest.approx(expected_rho, abs=1e-4)
+    assert result["kl"] == pytest.approx(expected_kl, abs=1e-4)
+    assert result["spearman_n"] == 40
+
+
+def test_knowledge_consistency_edges() -> None:
+    same = [[-1.0, -2.0, -3.0, -4.0], [-4.0, -1.0, -2.0, -3.0]]
+    assert knowledge_consistency(same, same) == {"spearman": 1.0, "spearman_n": 2, "kl": 0.0}
+    reversed_ = [[-value for value in row] for row in same]  # the opposite preference order
+    assert knowledge_consistency(same, reversed_)["spearman"] == -1.0
+    # Shifting every option by the same amount changes nothing: softmax and ranks ignore it.
+    shifted = [[value - 5.0 for value in row] for row in same]
+    assert knowledge_consistency(same, shifted)["kl"] == pytest.approx(0.0, abs=1e-9)
+    # A model that scores all options equally has no ranking: left out of rho, still counted in KL.
+    flat = knowledge_consistency([[0.0, 0.0, 0.0, 0.0], same[0]], [same[0], same[0]])
+    assert flat["spearman_n"] == 1 and flat["spearman"] == 1.0 and flat["kl"] > 0
+    assert knowledge_consistency([], []) == {"spearman": None, "spearman_n": 0, "kl": None}
+    with pytest.raises(ValueError):
+        knowledge_consistency(same, same[:1])
+
+
+def test_wilcoxon_paired() -> None:
+    rng = np.random.default_rng(1)
+    before = rng.normal(size=60)
+    assert wilcoxon_paired(before, before) == 1.0
+    assert wilcoxon_paired(before, before - 1.0) < 1e-6
+    assert wilcoxon_paired(before, before + rng.normal(scale=0.01, size=60)) > 0.01
+    with pytest.raises(ValueError):
+        wilcoxon_paired([1.0], [1.0, 2.0])

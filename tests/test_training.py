@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,13 +18,14 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from perpetual.assembly import doc_row, qna_row
 from perpetual.config import InstructParams, PretrainedModel, TinyGemma, TinyMamba2, TokenizerParams, TrainParams
 from perpetual.errors import UserError
-from perpetual.evaluation import render
+from perpetual.mcq_format import render
 from perpetual.models import build_tiny, load_local, load_pretrained, train_tokenizer
 from perpetual.training import (
     build_trainer,
     instruct_rows,
     instruct_train_params,
     instruction_row,
+    loss_curve,
     replay_rows,
     save_trained,
     select_rows,
@@ -42,7 +44,8 @@ FACTS = [
 
 
 def fast(**overrides: Any) -> TrainParams:
-    settings = {"epochs": 2, "learning_rate": 1e-2, "batch_size": 4, "max_length": 512, "save_steps": 2, "logging_steps": 1}
+    # Steps of 4 rows in micro-batches of 2 (batch_rebalance groups them by length): 2 steps an epoch on 8 rows.
+    settings = {"epochs": 2, "learning_rate": 1e-2, "batch_size": 2, "gradient_accumulation_steps": 2, "max_length": 512, "save_steps": 2, "logging_steps": 1}
     return TrainParams(**{**settings, **overrides})
 
 
@@ -163,9 +166,11 @@ def test_resume_after_a_kill_continues_from_the_checkpoint(base_dir: Path, rows:
     assert (tmp_path / "ckpt" / "checkpoint-2").is_dir()
 
     model, tokenizer = load_local(base_dir)
-    trainer, resumed = train(model, tokenizer, rows, params, tmp_path / "ckpt")
+    trainer, resumed = train(model, tokenizer, rows, params, tmp_path / "ckpt", [loss_curve(tmp_path / "curve")])
     assert resumed["resumed_from_checkpoint"] and resumed["steps"] == 6
     assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == list(range(1, 7))
+    curve = (tmp_path / "curve/plots/metrics/loss.tsv").read_text().splitlines()[1:]
+    assert [line.split("\t")[0] for line in curve] == [str(step) for step in range(1, 7)], "the whole curve, redrawn"
     save_trained(trainer, tmp_path / "resumed")
 
     model, tokenizer = load_local(base_dir)
@@ -193,7 +198,7 @@ def test_packing_is_off_for_mamba_and_cpu_settings_are_safe(tmp_path: Path) -> N
     config = sft_config(fast(packing=True), tmp_path, mamba)
     assert config.packing is False
     assert config.bf16 is False and config.use_cpu  # no GPU here: precision auto falls back to fp32
-    assert config.activation_checkpointing is False and config.train_sampling_strategy == "group_by_length"
+    assert config.activation_checkpointing is False and config.train_sampling_strategy == "batch_rebalance"
     with pytest.raises(UserError, match="bf16"):
         sft_config(fast(precision="bf16"), tmp_path, mamba)
 
@@ -228,6 +233,10 @@ def project(tmp_path: Path, base_dir: Path, rows: list[dict[str, Any]], monkeypa
         "train": {**fast().model_dump(exclude={"lora", "replay"}), "replay": {"fraction": 0.2}},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    # A fresh repository without commits, as `git init && dvc init && dvc repro` leaves it (dvclive once crashed here).
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -263,7 +272,7 @@ def test_train_stage_writes_model_metrics_and_loss_curve(project: Path, monkeypa
     assert (project / "models/t-tiny/config.json").exists()
     assert not (project / "models/t-tiny/training_args.bin").exists()
     metrics = json.loads((project / "metrics/train/t-tiny.json").read_text())
-    assert metrics["rows"] == 10 and metrics["steps"] == 6  # 8 rows + 2 replay, batch 4, 2 epochs
+    assert metrics["rows"] == 10 and metrics["steps"] == 6  # 8 rows + 2 replay, steps of 4 rows, 2 epochs
     curve = (project / "dvclive/train/t-tiny/plots/metrics/loss.tsv").read_text().splitlines()
     assert curve[0] == "step\tloss" and [line.split("\t")[0] for line in curve[1:]] == [str(step) for step in range(1, 7)]
     assert json.loads((project / "dvclive/train/t-tiny/metrics.json").read_text())["step"] == 6

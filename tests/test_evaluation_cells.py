@@ -1,0 +1,117 @@
+"""perpetual/evaluation.py cells from saved predictions, and perpetual/retention.py's pure parts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from perpetual.errors import UserError
+from perpetual.evaluation import cells_from_predictions
+from perpetual.retention import answer_rows, classify, compare, follows_format, load_instructions, trim_padding
+from perpetual.statistics import knowledge_consistency, mcnemar_exact
+
+EOS, EOS_ID, PAD_ID = "<|endoftext|>", 0, 1
+
+
+def _rows(condition: str, fmt: str, correct: list[int], shift: float = 0.0) -> list[dict]:
+    rows = []
+    for index, ok in enumerate(correct):
+        gold = index % 4
+        lls = [-4.0 - index % 3, -3.0, -2.5 + shift, -2.0]
+        lls[gold] = 0.0 if ok else -9.0
+        pred = max(range(4), key=lls.__getitem__)
+        rows.append({"condition": condition, "format": fmt, "mcq_id": f"q{index}", "gold": gold, "loglikelihoods": lls,
+                     "pred": pred, "pred_norm": pred, "acc": float(ok), "acc_norm": float(ok)})  # fmt: skip
+    return rows
+
+
+def test_cells_from_predictions_tests_each_pair_and_adds_consistency() -> None:
+    base = _rows("base", "cloze", [0] * 30 + [1] * 10)
+    tuned = _rows("fine-tuned", "cloze", [1] * 30 + [1] * 10, shift=1.0)
+    rag = _rows("rag", "cloze", [1] * 20 + [0] * 20)
+    both = _rows("fine-tuned+rag", "cloze", [1] * 20 + [0] * 20)
+    # Pairing is by question id, not position: shuffled rows give the same cells.
+    cells = cells_from_predictions(base + tuned[::-1] + rag + both, bootstrap_samples=200, seed=0, alpha=0.05)
+    fine = cells["fine-tuned"]["cloze"]
+    assert fine["n"] == 40 and fine["acc"] == 1.0 and fine["learned"] is True
+    assert fine["p_value_vs_base"] == mcnemar_exact([r["acc"] for r in base], [r["acc"] for r in tuned])["p_value"]
+    expected = knowledge_consistency([r["loglikelihoods"] for r in base], [r["loglikelihoods"] for r in tuned])
+    assert (fine["spearman_vs_base"], fine["kl_vs_base"]) == (expected["spearman"], expected["kl"])
+    assert cells["rag"]["cloze"]["learned"] is False  # RAG changed answers but was not better
+    assert "spearman_vs_base" not in cells["rag"]["cloze"]  # same model: consistency is about fine-tuning
+    assert cells["fine-tuned+rag"]["cloze"]["improved"] is False and cells["fine-tuned+rag"]["cloze"]["kl_vs_rag"] == 0.0
+    assert "p_value_vs_base" not in cells["base"]["cloze"]
+    assert cells["base"]["cloze"]["ci_low"] <= 0.25 <= cells["base"]["cloze"]["ci_high"]
+
+
+def test_cells_from_predictions_reject_unpaired_questions() -> None:
+    with pytest.raises(ValueError):
+        cells_from_predictions(_rows("base", "letter", [1, 0, 1]) + _rows("fine-tuned", "letter", [1, 0]), 200, 0, 0.05)
+
+
+def test_cells_worse_than_reference_is_not_learned() -> None:
+    cells = cells_from_predictions(_rows("base", "letter", [1] * 30) + _rows("fine-tuned", "letter", [0] * 30), 200, 0, 0.05)
+    assert cells["fine-tuned"]["letter"]["p_value_vs_base"] < 0.05 and cells["fine-tuned"]["letter"]["learned"] is False
+
+
+@pytest.mark.parametrize(
+    "tokens,text,expected",
+    [
+        ([5, 6, EOS_ID], "The opposite is short." + EOS, "eos"),
+        ([5, 6], "The opposite is short.\n### Instruction", "header"),
+        ([5, 6], "The opposite is short.\n\n  ###", "header"),
+        ([5, 6], "Marrowgate sells kettles and watches and more kettles", "run_on"),
+        ([5, 6], "short ### not a header mid-line", "run_on"),
+        ([EOS_ID], EOS, "empty"),
+        ([5, 6], "\n\n###", "empty"),
+        ([5, 6, EOS_ID], "\n### Input:" + EOS, "empty"),
+        ([5, 6, EOS_ID], "64.\n### Input:" + EOS, "eos"),
+    ],
+)
+def test_classify(tokens: list[int], text: str, expected: str) -> None:
+    assert classify(tokens, text, EOS_ID, EOS) == expected
+    assert follows_format(expected) == (expected in ("eos", "header"))  # type: ignore[arg-type]
+
+
+def test_trim_padding() -> None:
+    assert trim_padding([5, 6, EOS_ID, PAD_ID, PAD_ID], PAD_ID, EOS_ID) == [5, 6, EOS_ID]
+    assert trim_padding([5, 6], PAD_ID, EOS_ID) == [5, 6]
+    # Where padding is EOS (most pretrained tokenizers), the answer keeps its own EOS.
+    assert trim_padding([5, 6, EOS_ID, EOS_ID, EOS_ID], EOS_ID, EOS_ID) == [5, 6, EOS_ID]
+    assert trim_padding([5, 6], EOS_ID, EOS_ID) == [5, 6]
+
+
+def test_load_instructions(tmp_path: Path) -> None:
+    path = tmp_path / "general.jsonl"
+    path.write_text(json.dumps({"instruction": "Say hi.", "input": "", "output": "Hi!"}) + "\n" + json.dumps({"instruction": "Add", "input": "2+2", "output": "4"}) + "\n")
+    items = load_instructions(path)
+    assert items[0].prompt.endswith("### Instruction:\nSay hi.\n\n### Input:\n\n\n### Response:\n") and items[0].reference == "Hi!"
+    assert "### Input:\n2+2\n" in items[1].prompt
+    assert len(load_instructions(path, limit=1)) == 1
+    path.write_text(json.dumps({"instruction": "Say hi."}) + "\n")
+    with pytest.raises(UserError, match="output"):
+        load_instructions(path)
+    path.write_text("")
+    with pytest.raises(UserError):
+        load_instructions(path)
+
+
+def test_compare_and_answer_rows(tmp_path: Path) -> None:
+    def measured(follows: list[bool], per_item: list[float]) -> dict:
+        stops = ["eos" if ok else "run_on" for ok in follows]
+        return {"loglik_per_token": sum(per_item) / len(per_item), "per_item_loglik_per_token": per_item, "follows": follows,
+                "stops": stops, "answers": ["a"] * len(follows)}  # fmt: skip
+
+    base = measured([True] * 20, [-1.0 - 0.01 * i for i in range(20)])
+    tuned = measured([False] * 20, [-3.0 - 0.01 * i for i in range(20)])
+    result = compare({"base": base, "fine-tuned": tuned})
+    assert result["base"]["format_following"] == 1.0 and result["fine-tuned"]["format_following"] == 0.0
+    assert result["fine-tuned"]["stop_run_on"] == 20
+    assert result["p_value_format"] < 1e-5 and result["p_value_loglik"] < 1e-3
+    assert "p_value_loglik" not in compare({"base": base})
+    path = tmp_path / "general.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"Say {i}.", "output": str(i)}) + "\n" for i in range(20)))
+    rows = answer_rows(load_instructions(path), {"base": base, "fine-tuned": tuned})
+    assert len(rows) == 40 and rows[0]["model"] == "base" and rows[-1]["stop"] == "run_on"

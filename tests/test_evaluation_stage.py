@@ -1,0 +1,82 @@
+"""stages/evaluate.py end to end on a tiny model in a temporary project: metrics layout, predictions, retention."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from perpetual import paths
+from perpetual.config import TinyGemma, TokenizerParams
+from perpetual.io import read_jsonl, write_jsonl
+from perpetual.models import build_tiny, train_tokenizer
+
+CONDITIONS = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
+
+
+def _mcq(index: int) -> dict:
+    options = [f"{1000 + 7 * index + offset}" for offset in range(4)]
+    return {"mcq_id": f"m{index}", "chunk_id": f"c{index % 3}", "question": f"What completes \"Item {index} weighs ___\"?",
+            "options": options, "answer": "ABCD"[index % 4], "cloze_prefix": f"Item {index} weighs ", "kind": "number"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("evaluate")
+    mcqs = [_mcq(index) for index in range(12)]
+    texts = [f"Item {index} weighs {1000 + 7 * index} grams." for index in range(12)] * 5
+    tokenizer = train_tokenizer(texts + ["### Instruction:\nSay hi.\n\n### Response:\nHi!"], TokenizerParams(vocab_size=300, min_frequency=1))
+    spec = TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64)
+    # Two different random models stand in for the starting ("base") and the fine-tuned model.
+    for folder, seed in ((paths.reference_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
+        model = build_tiny(spec, tokenizer, seed=seed)
+        model.save_pretrained(str(root / folder))
+        tokenizer.save_pretrained(str(root / folder))
+    write_jsonl(root / "data/generated/demo/mcq.jsonl", mcqs)
+    write_jsonl(root / "data/retrieved/demo.jsonl", [{"mcq_id": m["mcq_id"], "contexts": [f"Item {i} weighs {1000 + 7 * i} grams." for i in range(2)],
+                                                      "chunk_ids": ["c0", "c1"], "source_retrieved": True} for m in mcqs])  # fmt: skip
+    write_jsonl(root / "data/retention/general_instructions.jsonl", [{"instruction": f"Say {i}.", "input": "", "output": f"{i}."} for i in range(5)])
+    params = {
+        "pipeline": {"tasks": ["demo"], "models": ["tiny"], "seed": 0},
+        "fetch": {"sources": {"demo": {"kind": "local", "path": "src"}}},
+        "base": {"models": {"tiny": spec.model_dump()}},
+        "evaluate": {"batch_size": 4, "bootstrap_samples": 100, "retention": {"max_new_tokens": 6}},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def test_evaluate_stage_writes_every_cell_and_retention(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages import evaluate
+
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "argv", ["evaluate", "--task", "demo", "--model", "tiny"])
+    evaluate.main()
+
+    metrics = json.loads((project / "metrics/eval/demo-tiny.json").read_text())
+    for condition in CONDITIONS:
+        for fmt in ("letter", "cloze"):
+            cell = metrics[condition][fmt]
+            assert cell["n"] == 12 and cell["ci_low"] <= cell["acc"] <= cell["ci_high"]
+    assert {"spearman_vs_base", "kl_vs_base", "p_value_vs_base", "learned"} <= metrics["fine-tuned"]["cloze"].keys()
+    assert {"spearman_vs_rag", "kl_vs_rag", "p_value_vs_rag", "improved"} <= metrics["fine-tuned+rag"]["letter"].keys()
+    assert set(metrics["baselines"]) == {"chance", "majority_letter", "longest_option"}
+    retention = metrics["retention"]
+    assert retention["base"]["n"] == retention["fine-tuned"]["n"] == 5
+    assert {"p_value_loglik", "p_value_format"} <= retention.keys()
+    assert retention["base"]["loglik_per_token"] != retention["fine-tuned"]["loglik_per_token"]
+
+    predictions = read_jsonl(project / "data/predictions/demo-tiny.jsonl")
+    assert len(predictions) == 12 * 4 * 2
+    assert {(row["condition"], row["format"]) for row in predictions} == {(c, f) for c in CONDITIONS for f in ("letter", "cloze")}
+    answers = read_jsonl(project / "data/predictions/demo-tiny.retention.jsonl")
+    assert len(answers) == 10 and {row["model"] for row in answers} == {"base", "fine-tuned"}
+
+    # Everything in the cells can be recomputed from the saved predictions alone.
+    from perpetual.evaluation import cells_from_predictions
+
+    recomputed = cells_from_predictions(predictions, 100, 0, 0.05)
+    assert all(recomputed[condition] == metrics[condition] for condition in CONDITIONS)

