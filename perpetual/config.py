@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -211,6 +211,30 @@ class TrainParams(Strict):
     save_steps: int = Field(default=200, ge=1)
     logging_steps: int = Field(default=10, ge=1)
     seed: int = 0
+    # Per-task changes to any field above, e.g. {research: {epochs: 12}}: corpora differ in size, and a small one
+    # needs more passes for the same number of optimizer steps.
+    task_overrides: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def overrides_name_known_fields(self) -> "TrainParams":
+        for task, override in self.task_overrides.items():
+            unknown = sorted(set(override) - set(TrainParams.model_fields) | ({"task_overrides"} & set(override)))
+            if unknown:
+                raise ValueError(f"train.task_overrides.{task} has unknown key(s) {unknown}")
+            self.for_task(task)  # validates the overridden values' types now, not when training starts
+        return self
+
+    def for_task(self, task: str) -> "TrainParams":
+        override = self.task_overrides.get(task, {})
+        if not override:
+            return self
+        merged = {**self.model_dump(exclude={"task_overrides"}), **override}
+        try:
+            return TrainParams.model_validate(merged)
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"train.task_overrides.{task}.{key}: {first['msg']}") from None
 
 
 class InstructParams(Strict):
@@ -301,6 +325,9 @@ class Params(Strict):
         missing_tasks = sorted(set(self.pipeline.tasks) - set(self.fetch.sources))
         if missing_tasks:
             raise ValueError(f"pipeline.tasks names {missing_tasks} but fetch.sources has no entry for them")
+        unknown_overrides = sorted(set(self.train.task_overrides) - set(self.pipeline.tasks))
+        if unknown_overrides:
+            raise ValueError(f"train.task_overrides names {unknown_overrides}, which are not in pipeline.tasks")
         missing_models = sorted(set(self.pipeline.models) - set(self.base.models))
         if missing_models:
             raise ValueError(f"pipeline.models names {missing_models} but base.models has no entry for them")

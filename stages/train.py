@@ -26,10 +26,11 @@ def main() -> None:
     model, tokenizer = load_local(start_model(args.model))
     kernels = report_kernels(model)
     rows = list(datasets.load_from_disk(str(paths.dataset(args.task)))["train"])
-    rows = select_rows(rows, params.train, replay_rows(params.train), params.train.seed)
+    settings = params.train.for_task(args.task)
+    rows = select_rows(rows, settings, replay_rows(settings), settings.seed)
 
-    output_dir = paths.checkpoints(args.task, args.model) / run_key(params.train, rows, model.config.to_dict())
-    trainer, summary = train(model, tokenizer, rows, params.train, output_dir, [loss_curve(Path("dvclive/train") / cell)])
+    output_dir = paths.checkpoints(args.task, args.model) / run_key(settings, rows, model.config.to_dict())
+    trainer, summary = train(model, tokenizer, rows, settings, output_dir, [loss_curve(Path("dvclive/train") / cell)])
     save_trained(trainer, paths.trained_model(args.task, args.model))
     if is_main_process():
         shutil.rmtree(output_dir, ignore_errors=True)  # the finished model is the out; checkpoints only serve a resume

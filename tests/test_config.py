@@ -175,3 +175,29 @@ def test_stage_with_wrong_type_exits_2(tmp_path: Path, raw: dict) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and "train.epochs" in result.stderr
+
+
+def _params_with_train(**train: object) -> dict:
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["train"].update(train)
+    return raw
+
+
+def test_task_overrides_apply_to_one_task_only() -> None:
+    params = parse_params(_params_with_train(epochs=4, task_overrides={"research": {"epochs": 12}}))
+    assert params.train.for_task("research").epochs == 12
+    assert params.train.for_task("products").epochs == 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"research": {"epochz": 12}}, "train.task_overrides.research"),
+        ({"research": {"epochs": "many"}}, "train.task_overrides.research.epochs"),
+        ({"poetry": {"epochs": 2}}, "poetry"),
+    ],
+)
+def test_bad_task_override_is_a_one_line_error_naming_it(overrides: dict, named: str) -> None:
+    with pytest.raises(UserError) as caught:
+        parse_params(_params_with_train(task_overrides=overrides))
+    assert named in str(caught.value) and "\n" not in str(caught.value)
