@@ -5,13 +5,12 @@ Each model (base, fine-tuned) is loaded once; lm-eval runs all its conditions an
 retention set is scored and answered while the model is still loaded.
 """
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 from perpetual import paths
-from perpetual.config import load_params
+from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.evaluation import build_items, cells_from_predictions, condition_model, score, task_config, task_name
 from perpetual.io import read_jsonl, write_json, write_jsonl
@@ -22,13 +21,7 @@ from perpetual.statistics import baselines
 
 @exits_cleanly
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--model", required=True)
-    args = parser.parse_args()
-    params = load_params()
-    params.require_task(args.task)
-    params.require_model(args.model)
+    args, params = stage_args(__doc__, task=True, model=True)
     settings = params.evaluate
 
     mcqs = read_jsonl(paths.mcqs(args.task))[: settings.limit]

@@ -1,10 +1,9 @@
 """index@<task>: embed the task's chunks into ChromaDB (incrementally) and retrieve top-k context for each MCQ."""
 
-import argparse
 import sys
 
 from perpetual import paths
-from perpetual.config import load_params
+from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import read_jsonl, write_json, write_jsonl
 from perpetual.retrieval import load_embedder, open_collection, retrieve, sync_index
@@ -12,11 +11,7 @@ from perpetual.retrieval import load_embedder, open_collection, retrieve, sync_i
 
 @exits_cleanly
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    args = parser.parse_args()
-    params = load_params()
-    params.require_task(args.task)
+    args, params = stage_args(__doc__, task=True)
     settings = params.index
 
     embedder = load_embedder(settings.embedder)

@@ -3,7 +3,7 @@
 import sys
 
 from perpetual import paths
-from perpetual.config import load_params
+from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import atomic_path, read_json, write_json, write_text
 from perpetual.report import flatten, markdown_table, plot, retrieval_summary
@@ -11,7 +11,7 @@ from perpetual.report import flatten, markdown_table, plot, retrieval_summary
 
 @exits_cleanly
 def main() -> None:
-    params = load_params()
+    _, params = stage_args(__doc__)
     rows, baselines, retention, retrieval = [], {}, {}, {}
     for task in params.pipeline.tasks:
         retrieval[task] = retrieval_summary(read_json(paths.stage_metrics("index", task)))
