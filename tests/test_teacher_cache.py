@@ -10,41 +10,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
 
-import pytest
+
 
 from perpetual.config import TeacherParams
 from perpetual.records import Chunk
 from perpetual.teacher.cache import CachedResponse, ResponseCache, cache_key
 from perpetual.teacher.openai_backend import OpenAITeacher
 from perpetual.testing.fake_openai import FakeOpenAI
+from teacher_support import REPO, SECRET, make_chunks, make_teacher
 
-REPO = Path(__file__).resolve().parents[1]
-SECRET = "sk-test-SECRET-123"
-
-
-def make_chunks(count: int) -> list[Chunk]:
-    return [
-        Chunk(chunk_id=f"c{i}", task="t", source=f"doc{i}.md", language="text", text=f"Fact c{i}: the Zorblax{i} river feeds lake Quell{i}.")
-        for i in range(count)
-    ]
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-def make_teacher(server: FakeOpenAI, cache_dir: Path, **overrides: Any) -> OpenAITeacher:
-    settings: dict[str, Any] = dict(
-        backend="openai", base_url=server.base_url, cache_dir=str(cache_dir), prompts_dir=str(REPO / "prompts"), concurrency=4
-    )
-    settings.update(overrides)
-    return OpenAITeacher.from_params(TeacherParams(**settings), backoff_base_s=0.01, backoff_max_s=0.05, show_progress=False)
 
 
 def cache_files(cache_dir: Path) -> list[Path]:

@@ -6,7 +6,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+
 
 import pytest
 
@@ -16,40 +16,9 @@ from perpetual.records import Chunk
 from perpetual.teacher.base import GenerationResult
 from perpetual.teacher.openai_backend import OpenAITeacher, _Pacer
 from perpetual.testing.fake_openai import FakeOpenAI, Fault
+from teacher_support import REPO, SECRET, make_chunks, make_teacher
 
-REPO = Path(__file__).resolve().parents[1]
-SECRET = "sk-test-SECRET-123"
 STATS_KEYS = {"requests", "cache_hits", "failures", "prompt_tokens", "completion_tokens", "cost_usd"}
-
-
-def make_chunks(count: int, tag: str = "c") -> list[Chunk]:
-    return [
-        Chunk(chunk_id=f"{tag}{i}", task="t", source=f"doc{i}.md", language="text", text=f"Fact {tag}{i}: the Zorblax{i} river feeds lake Quell{i}.")
-        for i in range(count)
-    ]
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-def make_teacher(server: FakeOpenAI, cache_dir: Path, **overrides: Any) -> OpenAITeacher:
-    settings: dict[str, Any] = dict(
-        backend="openai",
-        base_url=server.base_url,
-        cache_dir=str(cache_dir),
-        prompts_dir=str(REPO / "prompts"),
-        concurrency=4,
-        max_retries=3,
-        timeout_s=2.0,
-    )
-    settings.update(overrides)
-    # Tiny backoff keeps retries fast; Retry-After from the server is still honoured as sent.
-    return OpenAITeacher.from_params(TeacherParams(**settings), backoff_base_s=0.01, backoff_max_s=0.05, show_progress=False)
 
 
 def covered(result: GenerationResult) -> set[tuple[str, str]]:

@@ -1,0 +1,36 @@
+"""Shared by the teacher tests: chunks, and an OpenAITeacher pointed at the project's fake server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from perpetual.config import TeacherParams
+from perpetual.records import Chunk
+from perpetual.teacher.openai_backend import OpenAITeacher
+from perpetual.testing.fake_openai import FakeOpenAI
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "sk-test-SECRET-123"
+
+
+def make_chunks(count: int, tag: str = "c") -> list[Chunk]:
+    return [
+        Chunk(chunk_id=f"{tag}{i}", task="t", source=f"doc{i}.md", language="text", text=f"Fact {tag}{i}: the Zorblax{i} river feeds lake Quell{i}.")
+        for i in range(count)
+    ]
+
+
+def make_teacher(server: FakeOpenAI, cache_dir: Path, **overrides: Any) -> OpenAITeacher:
+    settings: dict[str, Any] = dict(
+        backend="openai",
+        base_url=server.base_url,
+        cache_dir=str(cache_dir),
+        prompts_dir=str(REPO / "prompts"),
+        concurrency=4,
+        max_retries=3,
+        timeout_s=2.0,
+    )
+    settings.update(overrides)
+    # Tiny backoff keeps retries fast; Retry-After from the server is still honoured as sent.
+    return OpenAITeacher.from_params(TeacherParams(**settings), backoff_base_s=0.01, backoff_max_s=0.05, show_progress=False)
