@@ -185,21 +185,28 @@ class ReplayParams(Strict):
     fraction: float = Field(default=0.0, ge=0, lt=1)
 
 
-class TrainParams(Strict):
+class OptimisationParams(Strict):
+    """The knobs knowledge injection (train) and format teaching (instruct) share; each section sets its own."""
+
     method: Literal["full", "lora"] = "full"
     lora: LoraParams = LoraParams()
-    mix: Literal["interleaved", "docs", "flashcards"] = "interleaved"
-    replay: ReplayParams = ReplayParams()
     loss: Literal["all", "completion"] = "all"
     epochs: float = Field(default=3, gt=0)
     learning_rate: float = Field(default=2e-4, gt=0)
     lr_scheduler: str = "linear"
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    weight_decay: float = Field(default=0.0, ge=0)
     max_length: int = Field(default=2048, ge=16)
     batch_size: int = Field(default=8, ge=1)
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    resume: Literal["auto", "never"] = "auto"
+    seed: int = 0
+
+
+class TrainParams(OptimisationParams):
+    mix: Literal["interleaved", "docs", "flashcards"] = "interleaved"
+    replay: ReplayParams = ReplayParams()
+    weight_decay: float = Field(default=0.0, ge=0)
     packing: bool = False
     # transformers' train_sampling_strategy. batch_rebalance: each optimizer step is a random sample of
     # batch_size x gradient_accumulation_steps rows, run as micro-batches of similar length, so there is less
@@ -207,10 +214,8 @@ class TrainParams(Strict):
     # length-sorted batches cost final loss (benchmarks/train_throughput.py). random: plain shuffling.
     sampling: Literal["batch_rebalance", "random", "group_by_length"] = "batch_rebalance"
     gradient_checkpointing: bool = False
-    resume: Literal["auto", "never"] = "auto"
     save_steps: int = Field(default=200, ge=1)
     logging_steps: int = Field(default=10, ge=1)
-    seed: int = 0
     # Per-task changes to any field above, e.g. {research: {epochs: 12}}: corpora differ in size, and a small one
     # needs more passes for the same number of optimizer steps.
     task_overrides: dict[str, dict[str, Any]] = {}
@@ -237,7 +242,7 @@ class TrainParams(Strict):
             raise ValueError(f"train.task_overrides.{task}.{key}: {first['msg']}") from None
 
 
-class InstructParams(Strict):
+class InstructParams(OptimisationParams):
     """instruct@<model>: teach a base model the Alpaca and letter-MCQ formats before knowledge injection.
 
     It trains on a different fictional world (data/instruct), so no fact of the evaluated tasks leaks in. Disable it
@@ -248,19 +253,8 @@ class InstructParams(Strict):
     world: str = "data/instruct/world.md"
     alpaca: str = "data/instruct/alpaca.jsonl"
     mcq: str = "data/instruct/mcq.jsonl"
-    method: Literal["full", "lora"] = "full"
-    lora: LoraParams = LoraParams()
     loss: Literal["all", "completion"] = "completion"
-    epochs: float = Field(default=3, gt=0)
-    learning_rate: float = Field(default=2e-4, gt=0)
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
     max_length: int = Field(default=1024, ge=16)
-    batch_size: int = Field(default=8, ge=1)
-    gradient_accumulation_steps: int = Field(default=1, ge=1)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    resume: Literal["auto", "never"] = "auto"
-    seed: int = 0
 
 
 # ---------------------------------------------------------------- index / retrieval
