@@ -41,7 +41,7 @@ INPUTS = ["data/generated", "data/retrieved", "data/retention", "models"]
 
 
 def has_inputs(root: Path, task: str, model: str) -> bool:
-    needed = [paths.mcqs(task), paths.retrieved(task), paths.reference_model(model) / "config.json", paths.trained_model(task, model) / "config.json"]
+    needed = [paths.mcqs(task), paths.retrieved(task), paths.start_model(model) / "config.json", paths.trained_model(task, model) / "config.json"]
     return all((root / path).exists() for path in needed)
 
 
@@ -63,7 +63,7 @@ def build_demo(root: Path) -> tuple[str, str]:
         mcq["answer"] = "ABCD"[gold]
     tokenizer = train_tokenizer(facts * 3, TokenizerParams(vocab_size=400, min_frequency=1))
     spec = TinyGemma(kind="tiny-gemma", hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32, intermediate_size=128)
-    for folder, seed in ((paths.reference_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
+    for folder, seed in ((paths.start_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
         model = build_tiny(spec, tokenizer, seed)
         model.save_pretrained(str(root / folder))
         tokenizer.save_pretrained(str(root / folder))
@@ -144,7 +144,7 @@ def main() -> None:
                 (include / f"{name}.yaml").write_text(yaml.safe_dump(task_config(name, include / f"{name}.jsonl"), sort_keys=False))
                 by_model.setdefault(condition_model(condition), []).append(name)
                 names[name] = (condition, fmt)
-        folders = {"base": root / paths.reference_model(model), "fine-tuned": root / paths.trained_model(task, model)}
+        folders = {"base": root / paths.start_model(model), "fine-tuned": root / paths.trained_model(task, model)}
         timings["cli"] = 0.0
         for which, tasks in by_model.items():
             command = [python, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={folders[which]}", "--tasks", ",".join(tasks),

@@ -35,7 +35,7 @@ from perpetual import paths  # noqa: E402
 from perpetual.assembly import interleave  # noqa: E402
 from perpetual.config import Params, load_params  # noqa: E402
 from perpetual.models import load_local, make_base  # noqa: E402
-from perpetual.training import build_trainer, start_model  # noqa: E402
+from perpetual.training import build_trainer  # noqa: E402
 
 
 def training_rows(params: Params, task: str) -> tuple[list[dict[str, Any]], str]:
@@ -56,7 +56,7 @@ def training_rows(params: Params, task: str) -> tuple[list[dict[str, Any]], str]
 
 
 def starting_model(params: Params, model: str, rows: list[dict[str, Any]], scratch: Path) -> tuple[Path, str]:
-    for folder in (REPO / start_model(model), REPO / paths.base_model(model)):
+    for folder in (REPO / paths.start_model(model), REPO / paths.base_model(model)):
         if (folder / "config.json").exists():
             return folder, str(folder.relative_to(REPO))
     texts = [row["prompt"] + row["completion"] for row in rows]

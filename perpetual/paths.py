@@ -58,7 +58,7 @@ def stage_metrics(stage: str, name: str) -> Path:
     return METRICS / stage / f"{name}.json"
 
 
-def reference_model(model: str) -> Path:
+def start_model(model: str) -> Path:
     """The model evaluate@ scores as "base" and retention compares against: the one knowledge injection starts from.
 
     Written by instruct@<model>: the instruction-tuned tiny model, or a copy of base when instruct.enabled is false.

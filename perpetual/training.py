@@ -27,14 +27,8 @@ from perpetual.assembly import qna_row
 from perpetual.config import InstructParams, TrainParams
 from perpetual.errors import UserError
 from perpetual.mcq_format import render
-from perpetual import paths
 from perpetual.io import atomic_path, read_jsonl
 from perpetual.records import LETTERS, content_id
-
-
-def start_model(model: str) -> Path:
-    """The model before knowledge injection: instruction-tuned by instruct@<model>, or a copy of the base."""
-    return paths.reference_model(model)
 
 
 # ---------------------------------------------------------------- data

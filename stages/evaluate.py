@@ -29,7 +29,7 @@ def main() -> None:
     instructions = (
         load_instructions(Path(settings.retention.path), settings.retention.limit) if settings.retention.enabled else []
     )
-    folders = {"base": paths.reference_model(args.model), "fine-tuned": paths.trained_model(args.task, args.model)}
+    folders = {"base": paths.start_model(args.model), "fine-tuned": paths.trained_model(args.task, args.model)}
 
     predictions: list[dict] = []
     retained: dict[str, dict] = {}

@@ -21,7 +21,6 @@ from perpetual.training import (
     is_main_process,
     run_key,
     save_trained,
-    start_model,
     train,
 )
 
@@ -38,7 +37,7 @@ def link_or_copy(source: str, target: str) -> None:
 def main() -> None:
     args, params = stage_args(__doc__, model=True)
     settings = params.instruct
-    base, target = paths.base_model(args.model), start_model(args.model)
+    base, target = paths.base_model(args.model), paths.start_model(args.model)
 
     if not settings.enabled:
         if not (base / "config.json").exists():

@@ -15,7 +15,7 @@ from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import write_json
 from perpetual.models import load_local, report_kernels
-from perpetual.training import is_main_process, loss_curve, replay_rows, run_key, save_trained, select_rows, start_model, train
+from perpetual.training import is_main_process, loss_curve, replay_rows, run_key, save_trained, select_rows, train
 
 
 @exits_cleanly
@@ -23,7 +23,7 @@ def main() -> None:
     args, params = stage_args(__doc__, task=True, model=True)
     cell = f"{args.task}-{args.model}"
 
-    model, tokenizer = load_local(start_model(args.model))
+    model, tokenizer = load_local(paths.start_model(args.model))
     kernels = report_kernels(model)
     rows = list(datasets.load_from_disk(str(paths.dataset(args.task)))["train"])
     settings = params.train.for_task(args.task)
