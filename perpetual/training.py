@@ -29,20 +29,20 @@ from perpetual.errors import UserError
 from perpetual.mcq_format import render
 from perpetual.io import atomic_path, read_jsonl
 from perpetual.records import LETTERS, content_id
+from perpetual.templates import Template
 
 
 # ---------------------------------------------------------------- data
 def instruction_row(record: dict[str, Any], source: str) -> dict[str, Any]:
     """An Alpaca record (instruction/input/output) or a letter MCQ (question/options/answer) as a training row.
 
-    MCQs are rendered exactly as evaluation scores them (`render(mcq, "letter")`), with the correct letter as the
-    completion, so instruction tuning teaches the very format that is measured.
+    MCQs are later rendered exactly as evaluation scores them (`render(mcq, "letter", template)`), with the correct
+    letter as the completion, so instruction tuning teaches the very format that is measured.
     """
     if {"question", "options", "answer"} <= record.keys():
         if len(record["options"]) != len(LETTERS) or record["answer"] not in LETTERS:
             raise UserError(f"{source}: MCQ {record['question'][:60]!r} needs 4 options and an answer in A-D; fix it")
-        rendered = render(record, "letter")  # type: ignore[arg-type]
-        return {"type": "mcq", "chunk_id": source, "prompt": rendered.query, "completion": rendered.choices[rendered.gold]}
+        return {"type": "mcq", "chunk_id": source, "question": record["question"], "options": list(record["options"]), "answer": record["answer"]}
     if {"instruction", "output"} <= record.keys():
         return qna_row(source, record["instruction"], record["output"], record.get("input", ""), row_type="alpaca")
     raise UserError(
@@ -57,7 +57,22 @@ def read_instruction_rows(path: Path | str) -> list[dict[str, Any]]:
 def world_rows(markdown: str, source: str) -> list[dict[str, Any]]:
     """The instruction world's prose as raw-text rows, one per Markdown section (heading kept with its text)."""
     sections = [part.strip() for part in re.split(r"\n(?=#)", markdown) if part.strip()]
-    return [{"type": "doc", "chunk_id": f"{source}#{i}", "prompt": "", "completion": text} for i, text in enumerate(sections)]
+    return [{"type": "doc", "chunk_id": f"{source}#{i}", "instruction": "", "input": "", "text": text} for i, text in enumerate(sections)]
+
+
+def training_example(row: dict[str, Any], template: Template) -> dict[str, str]:
+    """A row as the trainer sees it, in `template`: raw text stays raw; flashcards, Alpaca records and MCQs become a
+    prompt and an answer closed as the template closes a turn."""
+    if row["type"] == "doc":
+        return {"prompt": "", "completion": row["text"]}
+    if row.get("options"):  # an MCQ, taught or replayed
+        rendered = render(row, "letter", template)  # type: ignore[arg-type]
+        return {"prompt": rendered.query, "completion": template.answer(rendered.choices[rendered.gold])}
+    return {"prompt": template.instruction(row["instruction"], row["input"]), "completion": template.answer(row["text"])}
+
+
+def training_examples(rows: Sequence[dict[str, Any]], template: Template) -> list[dict[str, str]]:
+    return [training_example(row, template) for row in rows]
 
 
 def instruct_rows(params: InstructParams) -> list[dict[str, Any]]:
@@ -97,9 +112,10 @@ def run_key(params: TrainParams, rows: Sequence[dict[str, Any]], base_config: di
     return content_id(params.model_dump_json(), json.dumps(rows, sort_keys=True), json.dumps(base_config, sort_keys=True, default=str), length=12)
 
 
-def instruct_train_params(params: InstructParams) -> TrainParams:
-    """instruct@<model> trains with the same machinery as knowledge injection; its own section sets the knobs."""
-    return TrainParams(**params.model_dump(exclude={"enabled", "world", "alpaca", "mcq"}))
+def instruct_train_params(params: InstructParams, template: str) -> TrainParams:
+    """instruct@<model> trains with the same machinery as knowledge injection; its own section sets the knobs, and
+    it teaches the format knowledge injection and evaluation use (`train.template`)."""
+    return TrainParams(**params.model_dump(exclude={"enabled", "world", "alpaca", "mcq"}), template=template)
 
 
 # ---------------------------------------------------------------- callbacks
@@ -183,7 +199,7 @@ def use_bf16(precision: str) -> bool:
     return precision == "bf16" or (precision == "auto" and supported)
 
 
-def sft_config(params: TrainParams, output_dir: Path, model: PreTrainedModel) -> SFTConfig:
+def sft_config(params: TrainParams, output_dir: Path, model: PreTrainedModel, template: Template) -> SFTConfig:
     packing = params.packing
     if packing and "mamba" in model.config.model_type:
         print("train: packing turned off for Mamba (its scan would mix packed sequences)", file=sys.stderr)
@@ -219,17 +235,57 @@ def sft_config(params: TrainParams, output_dir: Path, model: PreTrainedModel) ->
         dataloader_num_workers=0,
         # Every trainable parameter of a causal LM gets a gradient each step; the search for unused ones costs time.
         ddp_find_unused_parameters=False,
+        # chat: rows end with the template's end-of-turn token, which TRL then treats as EOS (appended to raw text,
+        # not appended again after an answer); alpaca: the tokenizer's own EOS.
+        eos_token=template.end_of_answer,
     )
 
 
-def lora_config(params: TrainParams) -> Any:
+# PEFT refuses LoRA on these modules of Mamba-family models (peft.tuners.tuners_utils._check_lora_target_modules_mamba).
+MAMBA_MODEL_TYPES = {"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"}
+MAMBA_LORA_INCOMPATIBLE = {"out_proj", "conv1d"}
+
+
+def lora_capable_modules(model: PreTrainedModel) -> list[str]:
+    """Module names LoRA can wrap in this model: its linear and conv1d layers but the output head, less those PEFT
+    refuses for the architecture."""
+    head = model.get_output_embeddings()
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)) and module is not head
+    }
+    if model.config.model_type in MAMBA_MODEL_TYPES:
+        names -= MAMBA_LORA_INCOMPATIBLE
+    return sorted(names)
+
+
+def lora_target_modules(model: PreTrainedModel, requested: str | list[str]) -> list[str]:
+    """`auto`: every module LoRA can wrap here; an explicit list is checked against them, one line per mistake."""
+    usable = lora_capable_modules(model)
+    if requested == "auto":
+        return usable
+    model_type = model.config.model_type
+    for name in requested:
+        if name in usable:
+            continue
+        why = (
+            f"PEFT refuses LoRA on {name!r} for {model_type} models"
+            if model_type in MAMBA_MODEL_TYPES and name in MAMBA_LORA_INCOMPATIBLE
+            else f"{model_type} has no linear module named {name!r}"
+        )
+        raise UserError(f"train.lora.target_modules: {why}; usable modules: {usable} (or target_modules: auto)")
+    return list(requested)
+
+
+def lora_config(params: TrainParams, model: PreTrainedModel) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
         r=params.lora.r,
         lora_alpha=params.lora.alpha,
         lora_dropout=params.lora.dropout,
-        target_modules=params.lora.target_modules,
+        target_modules=lora_target_modules(model, params.lora.target_modules),
         task_type="CAUSAL_LM",
     )
 
@@ -237,20 +293,29 @@ def lora_config(params: TrainParams) -> Any:
 def build_trainer(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerFast,
-    rows: Sequence[dict[str, Any]],
+    examples: Sequence[dict[str, str]],
     params: TrainParams,
     output_dir: Path,
+    template: Template,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> SFTTrainer:
-    dataset = datasets.Dataset.from_list([{"prompt": row["prompt"], "completion": row["completion"]} for row in rows])
-    trainer = SFTTrainer(
-        model=model,
-        args=sft_config(params, output_dir, model),
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=lora_config(params) if params.method == "lora" else None,
-        callbacks=list(callbacks),
-    )
+    dataset = datasets.Dataset.from_list([{"prompt": row["prompt"], "completion": row["completion"]} for row in examples])
+    try:
+        trainer = SFTTrainer(
+            model=model,
+            args=sft_config(params, output_dir, model, template),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=lora_config(params, model) if params.method == "lora" else None,
+            callbacks=list(callbacks),
+        )
+    except ValueError as error:
+        if params.method != "lora" or "PEFT" not in str(error) and "target module" not in str(error).lower():
+            raise
+        # PEFT's own refusal of a module the check above could not foresee: one line, with what is usable.
+        raise UserError(
+            f"train.lora.target_modules: {str(error).splitlines()[0][:200]}; usable modules: {lora_capable_modules(model)}"
+        ) from None
     if params.method == "lora" and trainer.is_fsdp_enabled:
         raise UserError(
             "train.method lora is not supported under FSDP here; launch with configs/accelerate/ddp.yaml "
@@ -266,14 +331,16 @@ def last_checkpoint(output_dir: Path, resume: str) -> str | None:
 def train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerFast,
-    rows: Sequence[dict[str, Any]],
+    examples: Sequence[dict[str, str]],
     params: TrainParams,
     output_dir: Path,
+    template: Template,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> tuple[SFTTrainer, dict[str, Any]]:
-    """Train (resuming from the last checkpoint in `output_dir`); return the trainer and a summary for metrics."""
+    """Train on rendered examples (resuming from the last checkpoint in `output_dir`); return the trainer and a
+    summary for metrics."""
     guard, tokens = StopOnNonFiniteLoss(), TokensThisRun()
-    trainer = build_trainer(model, tokenizer, rows, params, output_dir, [guard, tokens, *callbacks])
+    trainer = build_trainer(model, tokenizer, examples, params, output_dir, template, [guard, tokens, *callbacks])
     last = last_checkpoint(output_dir, params.resume)
     if last:
         print(f"train: resuming from {last}", file=sys.stderr)
@@ -290,12 +357,15 @@ def train(
         "train_loss": round(float(result.training_loss), 6),
         "final_logged_loss": round(float(losses[-1]), 6) if losses else None,
         "steps": trainer.state.global_step,
-        "rows": len(rows),
+        "rows": len(examples),
+        "template": template.name,
         "resumed_from_checkpoint": bool(last),
         "train_runtime_s": round(runtime, 2),
         "tokens_per_s": round(tokens.tokens / runtime, 1) if runtime > 0 else None,
         "processes": trainer.args.world_size,
     }
+    if params.method == "lora":
+        summary["lora_target_modules"] = sorted(trainer.model.peft_config["default"].target_modules)
     if torch.cuda.is_available():
         summary["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
     return trainer, summary

@@ -5,7 +5,7 @@ import sys
 import datasets
 
 from perpetual import paths
-from perpetual.assembly import eval_rows, interleave
+from perpetual.assembly import interleave
 from perpetual.cli import stage_args
 from perpetual.errors import UserError, exits_cleanly
 from perpetual.io import atomic_path, read_jsonl, write_json
@@ -17,7 +17,7 @@ def main() -> None:
 
     chunks = read_jsonl(paths.chunks(args.task))
     train_rows = interleave(chunks, read_jsonl(paths.flashcards(args.task)))
-    mcqs = eval_rows(read_jsonl(paths.mcqs(args.task)))
+    mcqs = read_jsonl(paths.mcqs(args.task))
     if not mcqs:
         raise UserError(f"task '{args.task}' has no MCQs to evaluate; check metrics/generate/{args.task}.json for why")
 

@@ -1,30 +1,27 @@
 """base@<model>: the starting model, saved to models/base-<model>/.
 
 Tiny presets are built from a config with a byte-level BPE tokenizer trained on every task's chunks and the
-instruction data; a pretrained model (hub id or local folder) is loaded and saved as is, so that a colleague's
-`dvc pull` gets exactly the weights this run started from.
+instruction data; a pretrained model (hub id, local folder, installed package; safetensors or GGUF) is loaded and
+saved as plain safetensors, so that a colleague's `dvc pull` gets exactly the weights this run started from.
 """
 
 import sys
-from pathlib import Path
 
 from perpetual import paths
-from perpetual.assembly import ALPACA_TEMPLATE
 from perpetual.cli import stage_args
+from perpetual.config import InstructParams
 from perpetual.errors import exits_cleanly
 from perpetual.io import atomic_path, read_jsonl, write_json
 from perpetual.models import describe, make_base
+from perpetual.templates import ALPACA_TEMPLATE
 
-INSTRUCTION_DATA = [Path("data/instruct/alpaca.jsonl"), Path("data/instruct/mcq.jsonl")]
 
-
-def tokenizer_corpus(tasks: list[str]) -> list[str]:
+def tokenizer_corpus(tasks: list[str], instruct: InstructParams) -> list[str]:
     texts = [ALPACA_TEMPLATE]
     for task in tasks:
         texts.extend(chunk["text"] for chunk in read_jsonl(paths.chunks(task)))
-    for path in INSTRUCTION_DATA:
-        if path.exists():
-            texts.extend(" ".join(str(value) for value in row.values()) for row in read_jsonl(path))
+    for path in (instruct.alpaca, instruct.mcq):
+        texts.extend(" ".join(str(value) for value in row.values()) for row in read_jsonl(path))
     return texts
 
 
@@ -33,11 +30,12 @@ def main() -> None:
     args, params = stage_args(__doc__, model=True)
 
     spec = params.base.models[args.model]
-    model, tokenizer = make_base(spec, tokenizer_corpus(params.pipeline.tasks), params.base.tokenizer, params.pipeline.seed)
+    corpus = tokenizer_corpus(params.pipeline.tasks, params.instruct)
+    model, tokenizer = make_base(spec, corpus, params.base.tokenizer, params.pipeline.seed, args.model)
     with atomic_path(paths.base_model(args.model)) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-    info = {**describe(model), "vocab_size": len(tokenizer)}
+    info = describe(model, tokenizer)
     write_json(paths.stage_metrics("base", args.model), info)
     print(f"base {args.model}: {info}", file=sys.stderr)
 

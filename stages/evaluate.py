@@ -17,6 +17,7 @@ from perpetual.io import read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local
 from perpetual.retention import answer_rows, compare, load_instructions, measure
 from perpetual.statistics import baselines
+from perpetual.templates import make_template
 
 
 @exits_cleanly
@@ -31,6 +32,7 @@ def main() -> None:
     )
     folders = {"base": paths.start_model(args.model), "fine-tuned": paths.trained_model(args.task, args.model)}
 
+    template_name = params.train.for_task(args.task).template  # the format the model was taught in
     predictions: list[dict] = []
     retained: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -38,25 +40,27 @@ def main() -> None:
             conditions = [c for c in settings.conditions if condition_model(c) == which]
             if not conditions:
                 continue
+            model, tokenizer = load_local(folder)
+            template = make_template(template_name, tokenizer, str(folder))
             configs, names = [], {}
             for condition in conditions:
                 for fmt in settings.formats:
                     name = task_name(args.task, condition, fmt)
                     data_file = Path(scratch) / f"{name}.jsonl"
-                    write_jsonl(data_file, build_items(mcqs, condition, fmt, retrieved, params.index.context_template))
+                    items = build_items(mcqs, condition, fmt, retrieved, params.index.context_template, template)
+                    write_jsonl(data_file, items)
                     configs.append(task_config(name, data_file))
                     names[name] = (condition, fmt)
-            model, tokenizer = load_local(folder)
             for name, rows in score(model, tokenizer, configs, settings.batch_size).items():
                 condition, fmt = names[name]
                 predictions.extend({"condition": condition, "format": fmt, **row} for row in rows)
             if instructions:
-                retained[which] = measure(model, tokenizer, instructions, settings.retention.max_new_tokens, settings.batch_size)
+                retained[which] = measure(model, tokenizer, instructions, template, settings.retention.max_new_tokens, settings.batch_size)
             del model
 
     predictions.sort(key=lambda row: (row["condition"], row["format"]))
     cells = cells_from_predictions(predictions, settings.bootstrap_samples, params.pipeline.seed, settings.alpha)
-    metrics: dict = {**cells, "baselines": baselines(mcqs)}
+    metrics: dict = {**cells, "baselines": baselines(mcqs), "template": template_name}
     if retained:
         metrics["retention"] = compare(retained)
     # Written even when retention is off (then empty), since dvc.yaml declares it.

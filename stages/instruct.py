@@ -15,6 +15,7 @@ from perpetual.cli import stage_args
 from perpetual.errors import UserError, exits_cleanly
 from perpetual.io import atomic_path, write_json
 from perpetual.models import load_local, report_kernels
+from perpetual.templates import make_template
 from perpetual.training import (
     instruct_rows,
     instruct_train_params,
@@ -22,6 +23,7 @@ from perpetual.training import (
     run_key,
     save_trained,
     train,
+    training_examples,
 )
 
 
@@ -50,10 +52,11 @@ def main() -> None:
 
     model, tokenizer = load_local(base)
     kernels = report_kernels(model)
-    train_params = instruct_train_params(settings)
-    rows = instruct_rows(settings)
-    output_dir = paths.checkpoints("instruct", args.model) / run_key(train_params, rows, model.config.to_dict())
-    trainer, summary = train(model, tokenizer, rows, train_params, output_dir)
+    train_params = instruct_train_params(settings, params.train.template)
+    template = make_template(train_params.template, tokenizer, f"model {args.model!r}")
+    examples = training_examples(instruct_rows(settings), template)
+    output_dir = paths.checkpoints("instruct", args.model) / run_key(train_params, examples, model.config.to_dict())
+    trainer, summary = train(model, tokenizer, examples, train_params, output_dir, template)
     save_trained(trainer, target)
     if is_main_process():
         shutil.rmtree(output_dir, ignore_errors=True)

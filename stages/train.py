@@ -15,7 +15,17 @@ from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import write_json
 from perpetual.models import load_local, report_kernels
-from perpetual.training import is_main_process, loss_curve, replay_rows, run_key, save_trained, select_rows, train
+from perpetual.templates import make_template
+from perpetual.training import (
+    is_main_process,
+    loss_curve,
+    replay_rows,
+    run_key,
+    save_trained,
+    select_rows,
+    train,
+    training_examples,
+)
 
 
 @exits_cleanly
@@ -27,10 +37,12 @@ def main() -> None:
     kernels = report_kernels(model)
     rows = list(datasets.load_from_disk(str(paths.dataset(args.task)))["train"])
     settings = params.train.for_task(args.task)
-    rows = select_rows(rows, settings, replay_rows(settings), settings.seed)
+    template = make_template(settings.template, tokenizer, f"model {args.model!r}")
+    examples = training_examples(select_rows(rows, settings, replay_rows(settings), settings.seed), template)
 
-    output_dir = paths.checkpoints(args.task, args.model) / run_key(settings, rows, model.config.to_dict())
-    trainer, summary = train(model, tokenizer, rows, settings, output_dir, [loss_curve(Path("dvclive/train") / cell)])
+    output_dir = paths.checkpoints(args.task, args.model) / run_key(settings, examples, model.config.to_dict())
+    curve = loss_curve(Path("dvclive/train") / cell)
+    trainer, summary = train(model, tokenizer, examples, settings, output_dir, template, [curve])
     save_trained(trainer, paths.trained_model(args.task, args.model))
     if is_main_process():
         shutil.rmtree(output_dir, ignore_errors=True)  # the finished model is the out; checkpoints only serve a resume

@@ -15,3 +15,37 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with FakeOpenAI() as fake:
         yield fake
+
+
+# ChatML, as SmolLM2-Instruct and many instruct models write it; lets tests use a chat template on a tiny tokenizer.
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def tiny_tokenizer(chat: bool = False):  # type: ignore[no-untyped-def]
+    """A byte-level BPE tokenizer trained in milliseconds; with `chat`, ChatML special tokens and template."""
+    from perpetual.config import TokenizerParams
+    from perpetual.models import train_tokenizer
+
+    texts = ["What does one return? def one(): return 1", "The Tellavik Nova weighs 1336 grams."]
+    tokenizer = train_tokenizer(texts, TokenizerParams(vocab_size=300, min_frequency=1))
+    if chat:
+        tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+        tokenizer.chat_template = CHATML
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def alpaca():  # type: ignore[no-untyped-def]
+    from perpetual.templates import make_template
+
+    return make_template("alpaca", tiny_tokenizer())
+
+
+@pytest.fixture(scope="session")
+def chat():  # type: ignore[no-untyped-def]
+    from perpetual.templates import make_template
+
+    return make_template("chat", tiny_tokenizer(chat=True))

@@ -1,9 +1,11 @@
-"""perpetual/assembly.py: the paper's interleaved training mix in the Alpaca template."""
+"""perpetual/assembly.py: the paper's interleaved training mix, rendered in the Alpaca template."""
 
 from __future__ import annotations
 
-from perpetual.assembly import ALPACA_TEMPLATE, alpaca_prompt, eval_rows, interleave
-from perpetual.records import Chunk, Flashcard, Mcq
+from perpetual.assembly import interleave
+from perpetual.records import Chunk, Flashcard
+from perpetual.templates import ALPACA_TEMPLATE, Template, make_template
+from perpetual.training import training_examples
 
 
 def _chunk(cid: str, text: str) -> Chunk:
@@ -31,30 +33,25 @@ def test_interleave_puts_each_chunk_then_its_flashcards() -> None:
         ("qna", "c2"),
         ("doc", "c3"),
     ]
-    assert rows[0] == {"type": "doc", "chunk_id": "c1", "prompt": "", "completion": "def one(): return 1"}
+    assert rows[0] == {"type": "doc", "chunk_id": "c1", "instruction": "", "input": "", "text": "def one(): return 1"}
     first_card, second_card = rows[1], rows[2]
-    assert "### Instruction:\nWhat does one return?\n" in first_card["prompt"]
-    assert "What is the name of the first function?" in second_card["prompt"]  # cards keep their order
-    assert first_card["completion"] == "1"
-    assert rows[4]["completion"] == "2"
-    for row in rows[1:3] + rows[4:5]:
-        assert row["prompt"].startswith("Below is an instruction")
-        assert row["prompt"].endswith("### Response:\n")
-        assert "### Instruction:" in row["prompt"] and "### Input:" in row["prompt"]
-        assert row["completion"] not in row["prompt"].split("### Response:")[1]
-    assert all("dropped" not in row["completion"] for row in rows)
+    assert first_card["instruction"] == "What does one return?" and first_card["text"] == "1"
+    assert second_card["instruction"] == "What is the name of the first function?"  # cards keep their order
+    assert rows[4]["text"] == "2"
+    assert all("dropped" not in row["text"] for row in rows)
 
 
-def test_alpaca_prompt_matches_template() -> None:
-    prompt = alpaca_prompt("Why?", "Because.")
+def test_rows_render_in_the_alpaca_template(alpaca: Template) -> None:
+    rows = interleave([_chunk("c1", "def one(): return 1")], [_card("c1", "What does one return?", "1")])
+    doc, card = training_examples(rows, alpaca)
+    assert doc == {"prompt": "", "completion": "def one(): return 1"}  # raw text stays raw; the trainer adds EOS
+    assert card["prompt"] == ALPACA_TEMPLATE.format(instruction="What does one return?", input="")
+    assert card["prompt"].startswith("Below is an instruction") and card["prompt"].endswith("### Response:\n")
+    assert card["completion"] == "1" + alpaca.eos_token
+
+
+def test_alpaca_prompt_matches_template(alpaca: Template) -> None:
+    prompt = alpaca.instruction("Why?", "Because.")
     assert prompt == ALPACA_TEMPLATE.format(instruction="Why?", input="Because.")
     assert prompt.index("### Instruction:\nWhy?") < prompt.index("### Input:\nBecause.") < prompt.index("### Response:")
-    assert "</s>" not in prompt and "<eos>" not in prompt  # the trainer appends the model's own EOS
-
-
-def test_eval_rows_are_plain_copies() -> None:
-    mcq = Mcq(mcq_id="m1", chunk_id="c1", question="q?", options=["a", "b", "c", "d"], answer="B", cloze_prefix="", kind="word")
-    rows = eval_rows([mcq])
-    assert rows == [dict(mcq)]
-    rows[0]["answer"] = "C"
-    assert mcq["answer"] == "B"
+    assert alpaca.eos_token not in prompt

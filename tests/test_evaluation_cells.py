@@ -9,6 +9,7 @@ import pytest
 
 from perpetual.errors import UserError
 from perpetual.evaluation import cells_from_predictions
+from perpetual.templates import Template
 from perpetual.retention import answer_rows, classify, compare, follows_format, load_instructions, trim_padding
 from perpetual.statistics import knowledge_consistency, mcnemar_exact
 
@@ -70,25 +71,37 @@ def test_cells_worse_than_reference_is_not_learned() -> None:
         ([5, 6, EOS_ID], "64.\n### Input:" + EOS, "eos"),
     ],
 )
-def test_classify(tokens: list[int], text: str, expected: str) -> None:
-    assert classify(tokens, text, EOS_ID, EOS) == expected
+def test_classify(tokens: list[int], text: str, expected: str, alpaca: Template) -> None:
+    assert (alpaca.eos_token, alpaca.stop_token_ids()) == (EOS, [EOS_ID])
+    assert classify(tokens, text, alpaca) == expected
     assert follows_format(expected) == (expected in ("eos", "header"))  # type: ignore[arg-type]
 
 
+def test_classify_in_the_chat_template(chat: Template) -> None:
+    end = chat.end_of_answer
+    end_id = chat.stop_token_ids()[-1]
+    assert end == "<|im_end|>" and chat.stop_token_ids() == [EOS_ID, end_id]
+    assert classify([5, 6, end_id], "Paris." + end, chat) == "eos"
+    assert classify([end_id], end, chat) == "empty"
+    # No Alpaca headers in a chat answer: "###" is text, and an answer without end-of-turn runs on.
+    assert classify([5, 6], "Paris.\n### Instruction", chat) == "run_on"
+
+
 def test_trim_padding() -> None:
-    assert trim_padding([5, 6, EOS_ID, PAD_ID, PAD_ID], PAD_ID, EOS_ID) == [5, 6, EOS_ID]
-    assert trim_padding([5, 6], PAD_ID, EOS_ID) == [5, 6]
+    assert trim_padding([5, 6, EOS_ID, PAD_ID, PAD_ID], PAD_ID, [EOS_ID]) == [5, 6, EOS_ID]
+    assert trim_padding([5, 6], PAD_ID, [EOS_ID]) == [5, 6]
     # Where padding is EOS (most pretrained tokenizers), the answer keeps its own EOS.
-    assert trim_padding([5, 6, EOS_ID, EOS_ID, EOS_ID], EOS_ID, EOS_ID) == [5, 6, EOS_ID]
-    assert trim_padding([5, 6], EOS_ID, EOS_ID) == [5, 6]
+    assert trim_padding([5, 6, EOS_ID, EOS_ID, EOS_ID], EOS_ID, [EOS_ID]) == [5, 6, EOS_ID]
+    assert trim_padding([5, 6], EOS_ID, [EOS_ID]) == [5, 6]
+    assert trim_padding([5, 6, 9, 9], 9, [EOS_ID, 9]) == [5, 6, 9]  # padding is the end-of-turn token
 
 
 def test_load_instructions(tmp_path: Path) -> None:
     path = tmp_path / "general.jsonl"
     path.write_text(json.dumps({"instruction": "Say hi.", "input": "", "output": "Hi!"}) + "\n" + json.dumps({"instruction": "Add", "input": "2+2", "output": "4"}) + "\n")
     items = load_instructions(path)
-    assert items[0].prompt.endswith("### Instruction:\nSay hi.\n\n### Input:\n\n\n### Response:\n") and items[0].reference == "Hi!"
-    assert "### Input:\n2+2\n" in items[1].prompt
+    assert (items[0].instruction, items[0].input, items[0].reference) == ("Say hi.", "", "Hi!")
+    assert (items[1].instruction, items[1].input) == ("Add", "2+2")
     assert len(load_instructions(path, limit=1)) == 1
     path.write_text(json.dumps({"instruction": "Say hi."}) + "\n")
     with pytest.raises(UserError, match="output"):
@@ -102,7 +115,7 @@ def test_compare_and_answer_rows(tmp_path: Path) -> None:
     def measured(follows: list[bool], per_item: list[float]) -> dict:
         stops = ["eos" if ok else "run_on" for ok in follows]
         return {"loglik_per_token": sum(per_item) / len(per_item), "per_item_loglik_per_token": per_item, "follows": follows,
-                "stops": stops, "answers": ["a"] * len(follows)}  # fmt: skip
+                "stops": stops, "answers": ["a"] * len(follows), "prompts": [f"p{i}" for i in range(len(follows))]}  # fmt: skip
 
     base = measured([True] * 20, [-1.0 - 0.01 * i for i in range(20)])
     tuned = measured([False] * 20, [-3.0 - 0.01 * i for i in range(20)])
@@ -115,3 +128,4 @@ def test_compare_and_answer_rows(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps({"instruction": f"Say {i}.", "output": str(i)}) + "\n" for i in range(20)))
     rows = answer_rows(load_instructions(path), {"base": base, "fine-tuned": tuned})
     assert len(rows) == 40 and rows[0]["model"] == "base" and rows[-1]["stop"] == "run_on"
+    assert rows[1]["prompt"] == "p1" and rows[1]["reference"] == "1"

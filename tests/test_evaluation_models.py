@@ -14,6 +14,7 @@ from perpetual.io import write_jsonl
 from perpetual.models import build_tiny, train_tokenizer
 from perpetual.records import Mcq
 from perpetual.retention import Instruction, greedy_answers, measure, reference_loglik, summary
+from perpetual.templates import make_template
 
 TEXTS = [
     "The Tellavik Nova weighs 1336 grams and ships from Marrowgate.",
@@ -68,7 +69,7 @@ def test_task_manager_is_built_once_without_lm_evals_builtin_tasks() -> None:
 @pytest.mark.parametrize("fmt", ["letter", "cloze"])
 def test_score_matches_direct_loglikelihoods(model, tokenizer, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
     retrieved = {"m1": {"contexts": ["The Nova weighs 1336 grams."]}}
-    items = build_items(_mcqs(), "rag", fmt, retrieved, "Context:\n{context}\n\n")
+    items = build_items(_mcqs(), "rag", fmt, retrieved, "Context:\n{context}\n\n", make_template("alpaca", tokenizer))
     write_jsonl(tmp_path / "items.jsonl", items)
     rows = score(model, tokenizer, [task_config(f"perpetual_test_{fmt}", tmp_path / "items.jsonl")], batch_size=3)[f"perpetual_test_{fmt}"]
     assert [row["mcq_id"] for row in rows] == ["m1", "m2"]
@@ -81,7 +82,7 @@ def test_score_matches_direct_loglikelihoods(model, tokenizer, tmp_path: Path, f
 
 
 def test_batch_size_does_not_change_predictions(model, tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    write_jsonl(tmp_path / "items.jsonl", build_items(_mcqs() * 3, "base", "cloze", {}, "{context}"))
+    write_jsonl(tmp_path / "items.jsonl", build_items(_mcqs() * 3, "base", "cloze", {}, "{context}", make_template("alpaca", tokenizer)))
     config = [task_config("perpetual_test_bs", tmp_path / "items.jsonl")]
     one, many = score(model, tokenizer, config, batch_size=1), score(model, tokenizer, config, batch_size=8)
     assert [row["pred"] for row in one["perpetual_test_bs"]] == [row["pred"] for row in many["perpetual_test_bs"]]
@@ -90,17 +91,20 @@ def test_batch_size_does_not_change_predictions(model, tokenizer, tmp_path: Path
 
 
 def _instructions() -> list[Instruction]:
-    from perpetual.assembly import alpaca_prompt
-
     pairs = [("Name the opposite of 'tall'.", "The opposite of 'tall' is 'short'."), ("What is 8 times 8?", "64."), ("Say hi.", "Hi!")]
-    return [Instruction(alpaca_prompt(instruction), reference) for instruction, reference in pairs]
+    return [Instruction(instruction, "", reference) for instruction, reference in pairs]
 
 
-def test_reference_loglik_is_teacher_forced_reference_plus_eos(model, tokenizer) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def template(tokenizer):  # type: ignore[no-untyped-def]
+    return make_template("alpaca", tokenizer)
+
+
+def test_reference_loglik_is_teacher_forced_reference_plus_eos(model, tokenizer, template) -> None:  # type: ignore[no-untyped-def]
     items = _instructions()
-    batched = reference_loglik(model, tokenizer, items, batch_size=8)
+    batched = reference_loglik(model, tokenizer, items, template, batch_size=8)
     for (total, count), item in zip(batched, items):
-        prompt = tokenizer(item.prompt)["input_ids"]
+        prompt = tokenizer(template.instruction(item.instruction))["input_ids"]
         reference = tokenizer(item.reference, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         with torch.no_grad():
             logprobs = torch.log_softmax(model(torch.tensor([prompt + reference])).logits[0].float(), dim=-1)
@@ -109,16 +113,16 @@ def test_reference_loglik_is_teacher_forced_reference_plus_eos(model, tokenizer)
         assert total == pytest.approx(expected, abs=1e-3)  # right padding in the batch changes nothing
 
 
-def test_greedy_answers_do_not_depend_on_batching(model, tokenizer) -> None:  # type: ignore[no-untyped-def]
-    prompts = [item.prompt for item in _instructions()]
-    together = greedy_answers(model, tokenizer, prompts, max_new_tokens=12, batch_size=8)
-    alone = [greedy_answers(model, tokenizer, [prompt], max_new_tokens=12, batch_size=1)[0] for prompt in prompts]
+def test_greedy_answers_do_not_depend_on_batching(model, tokenizer, template) -> None:  # type: ignore[no-untyped-def]
+    prompts = [template.instruction(item.instruction) for item in _instructions()]
+    together = greedy_answers(model, tokenizer, prompts, template, max_new_tokens=12, batch_size=8)
+    alone = [greedy_answers(model, tokenizer, [prompt], template, max_new_tokens=12, batch_size=1)[0] for prompt in prompts]
     assert together == alone
     assert tokenizer.padding_side == "right"  # restored after left-padded generation
 
 
-def test_measure_and_summary(model, tokenizer) -> None:  # type: ignore[no-untyped-def]
-    measured = measure(model, tokenizer, _instructions(), max_new_tokens=6, batch_size=2)
+def test_measure_and_summary(model, tokenizer, template) -> None:  # type: ignore[no-untyped-def]
+    measured = measure(model, tokenizer, _instructions(), template, max_new_tokens=6, batch_size=2)
     result = summary(measured)
     assert result["n"] == 3
     assert sum(result[f"stop_{kind}"] for kind in ("eos", "header", "run_on", "empty")) == 3

@@ -8,6 +8,7 @@ import pytest
 
 from perpetual.evaluation import build_items, condition_model, render, task_config, task_name
 from perpetual.records import Mcq
+from perpetual.templates import LETTER_INSTRUCTION, Template
 
 TEMPLATE = "Context:\n{context}\n\n"
 
@@ -24,8 +25,8 @@ def _mcq(mcq_id: str = "m1", cloze_prefix: str = "The Tellavik Nova weighs ", an
     )
 
 
-def test_letter_format() -> None:
-    rendered = render(_mcq(), "letter")
+def test_letter_format(alpaca: Template) -> None:
+    rendered = render(_mcq(), "letter", alpaca)
     lines = rendered.query.split("\n")
     assert lines[0] == _mcq()["question"]
     assert lines[1:5] == ["A: 1170", "B: 2016", "C: 1336", "D: 6586"]
@@ -34,43 +35,51 @@ def test_letter_format() -> None:
     assert rendered.gold == 2
 
 
+def test_letter_format_in_the_chat_template_is_a_user_turn(chat: Template) -> None:
+    rendered = render(_mcq(), "letter", chat, context="CTX ")
+    assert rendered.query.startswith("<|im_start|>user\nCTX " + _mcq()["question"] + "\nA: 1170\n")
+    assert rendered.query.endswith(f"D: 6586\n\n{LETTER_INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n")
+    assert rendered.choices == ["A", "B", "C", "D"] and rendered.gold == 2
+    assert render(_mcq(), "cloze", chat).query == "The Tellavik Nova weighs "  # raw continuation in every template
+
+
 @pytest.mark.parametrize("answer,gold", [("A", 0), ("B", 1), ("C", 2), ("D", 3)])
-def test_gold_follows_answer_letter(answer: str, gold: int) -> None:
+def test_gold_follows_answer_letter(answer: str, gold: int, alpaca: Template) -> None:
     for fmt in ("letter", "cloze"):
-        assert render(_mcq(answer=answer), fmt).gold == gold
+        assert render(_mcq(answer=answer), fmt, alpaca).gold == gold
 
 
-def test_cloze_format_uses_prefix_and_raw_options() -> None:
-    rendered = render(_mcq(), "cloze")
+def test_cloze_format_uses_prefix_and_raw_options(alpaca: Template) -> None:
+    rendered = render(_mcq(), "cloze", alpaca)
     assert rendered.query == "The Tellavik Nova weighs "
     assert rendered.choices == ["1170", "2016", "1336", "6586"]
     assert rendered.gold == 2
 
 
-def test_cloze_without_prefix_falls_back_to_question_answer() -> None:
-    rendered = render(_mcq(cloze_prefix=""), "cloze")
+def test_cloze_without_prefix_falls_back_to_question_answer(alpaca: Template) -> None:
+    rendered = render(_mcq(cloze_prefix=""), "cloze", alpaca)
     assert rendered.query == f"Question: {_mcq()['question']}\nAnswer:"
     assert rendered.choices == [" 1170", " 2016", " 1336", " 6586"]
 
 
-def test_context_is_prepended() -> None:
-    assert render(_mcq(), "letter", context="CTX ").query.startswith("CTX " + _mcq()["question"])
-    assert render(_mcq(), "cloze", context="CTX ").query == "CTX The Tellavik Nova weighs "
+def test_context_is_prepended(alpaca: Template) -> None:
+    assert render(_mcq(), "letter", alpaca, context="CTX ").query.startswith("CTX " + _mcq()["question"])
+    assert render(_mcq(), "cloze", alpaca, context="CTX ").query == "CTX The Tellavik Nova weighs "
 
 
 @pytest.mark.parametrize("fmt", ["letter", "cloze"])
-def test_build_items_rag_prepends_context_and_non_rag_does_not(fmt: str) -> None:
+def test_build_items_rag_prepends_context_and_non_rag_does_not(fmt: str, alpaca: Template) -> None:
     mcqs = [_mcq("m1"), _mcq("m2")]
     retrieved = {"m1": {"contexts": ["The Nova weighs 1336 grams.", "Another passage."]}}
-    plain = render(mcqs[0], fmt).query
+    plain = render(mcqs[0], fmt, alpaca).query
     for condition in ("rag", "fine-tuned+rag"):
-        rows = build_items(mcqs, condition, fmt, retrieved, TEMPLATE)
+        rows = build_items(mcqs, condition, fmt, retrieved, TEMPLATE, alpaca)
         assert rows[0]["query"] == "Context:\nThe Nova weighs 1336 grams.\n\nAnother passage.\n\n" + plain
         assert rows[1]["query"] == plain  # nothing retrieved for m2: no empty context block
         assert [row["mcq_id"] for row in rows] == ["m1", "m2"]
-        assert rows[0]["gold"] == 2 and rows[0]["choices"] == render(mcqs[0], fmt).choices
+        assert rows[0]["gold"] == 2 and rows[0]["choices"] == render(mcqs[0], fmt, alpaca).choices
     for condition in ("base", "fine-tuned"):
-        rows = build_items(mcqs, condition, fmt, retrieved, TEMPLATE)
+        rows = build_items(mcqs, condition, fmt, retrieved, TEMPLATE, alpaca)
         assert [row["query"] for row in rows] == [plain, plain]
         assert "Context:" not in rows[0]["query"]
 

@@ -20,6 +20,7 @@ from perpetual.config import InstructParams, PretrainedModel, TinyGemma, TinyMam
 from perpetual.errors import UserError
 from perpetual.mcq_format import render
 from perpetual.models import build_tiny, load_local, load_pretrained, train_tokenizer
+from perpetual.templates import Template, make_template
 from perpetual.training import (
     build_trainer,
     instruct_rows,
@@ -31,6 +32,8 @@ from perpetual.training import (
     select_rows,
     sft_config,
     train,
+    training_example,
+    training_examples,
 )
 
 MCQ = {"question": "What is the capital of Calloway Reach?", "options": ["Quenridge", "Harrowmouth", "Tarnholm", "Saltcombe"], "answer": "B"}
@@ -69,7 +72,7 @@ def rows() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]]) -> Path:
-    texts = [row["prompt"] + row["completion"] for row in rows] + [render(MCQ, "letter").query, json.dumps(ALPACA)]
+    texts = [row["instruction"] + row["text"] for row in rows] + [json.dumps(MCQ), json.dumps(ALPACA)]
     tokenizer = train_tokenizer(texts, TokenizerParams(vocab_size=300, min_frequency=1))
     spec = TinyGemma(kind="tiny-llama", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64)
     folder = tmp_path_factory.mktemp("base") / "base-tiny"
@@ -78,19 +81,37 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]
     return folder
 
 
+@pytest.fixture(scope="module")
+def template(base_dir: Path) -> Template:
+    return make_template("alpaca", load_local(base_dir)[1])
+
+
+@pytest.fixture(scope="module")
+def examples(rows: list[dict[str, Any]], template: Template) -> list[dict[str, str]]:
+    return training_examples(rows, template)
+
+
 def weights(folder: Path) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().clone() for name, tensor in AutoModelForCausalLM.from_pretrained(str(folder)).state_dict().items()}
 
 
 # ---------------------------------------------------------------- data
-def test_mcq_rows_are_rendered_exactly_as_evaluation_scores_them() -> None:
-    row = instruction_row(MCQ, "mcq.jsonl")
-    rendered = render(MCQ, "letter")
+def test_mcq_rows_are_rendered_exactly_as_evaluation_scores_them(template: Template, chat: Template) -> None:
+    row = training_example(instruction_row(MCQ, "mcq.jsonl"), template)
+    rendered = render(MCQ, "letter", template)  # type: ignore[arg-type]
     assert row["prompt"] == rendered.query and row["prompt"].endswith("Answer:")
-    assert row["completion"] == " B" == rendered.choices[rendered.gold]
-    alpaca = instruction_row(ALPACA, "alpaca.jsonl")
+    assert row["completion"] == " B" + template.eos_token and rendered.choices[rendered.gold] == " B"
+    alpaca = training_example(instruction_row(ALPACA, "alpaca.jsonl"), template)
     assert "### Instruction:\nWhat is the chief trade of Saltcombe?" in alpaca["prompt"]
-    assert alpaca["completion"] == "Salt panning."
+    assert alpaca["completion"] == "Salt panning." + template.eos_token
+    # chat: the same rows as a user turn and an assistant turn closed by the end-of-turn token.
+    in_chat = training_example(instruction_row(ALPACA, "alpaca.jsonl"), chat)
+    assert in_chat == {
+        "prompt": "<|im_start|>user\nWhat is the chief trade of Saltcombe?<|im_end|>\n<|im_start|>assistant\n",
+        "completion": "Salt panning.<|im_end|>",
+    }
+    mcq_in_chat = training_example(instruction_row(MCQ, "mcq.jsonl"), chat)
+    assert mcq_in_chat["prompt"] == render(MCQ, "letter", chat).query and mcq_in_chat["completion"] == "B<|im_end|>"  # type: ignore[arg-type]
     with pytest.raises(UserError, match="mcq.jsonl"):
         instruction_row({**MCQ, "answer": "E"}, "mcq.jsonl")
     with pytest.raises(UserError, match="neither"):
@@ -106,7 +127,7 @@ def test_replay_rows_are_added_in_the_asked_fraction(rows: list[dict[str, Any]],
     selected = select_rows(rows, params, replay, seed=0)
     added = [row for row in selected if row["type"] == "replay"]
     assert len(selected) == 10 and len(added) == 2  # 8 rows + 2 replay = 20% replay
-    assert {row["completion"] for row in added} == {"Salt panning.", " B"}  # no repeats while the data lasts
+    assert {row.get("text", row.get("answer")) for row in added} == {"Salt panning.", "B"}  # no repeats while the data lasts
     assert len(select_rows(rows, fast(), [], seed=0)) == 8  # fraction 0: nothing added, nothing read
     assert replay_rows(fast()) == []
     assert {row["type"] for row in select_rows(rows, fast(mix="docs"), [], 0)} == {"doc"}
@@ -114,34 +135,37 @@ def test_replay_rows_are_added_in_the_asked_fraction(rows: list[dict[str, Any]],
         select_rows(rows, params, [], seed=0)
 
 
-def test_instruct_rows_cover_world_alpaca_and_mcq() -> None:
+def test_instruct_rows_cover_world_alpaca_and_mcq(template: Template) -> None:
     settings = InstructParams(enabled=True)  # the shipped data/instruct files
     rows = instruct_rows(settings)
     kinds = {kind: sum(row["type"] == kind for row in rows) for kind in ("doc", "alpaca", "mcq")}
     assert kinds["doc"] >= 3 and kinds["alpaca"] >= 100 and kinds["mcq"] >= 100
-    assert all(row["completion"] in {" A", " B", " C", " D"} for row in rows if row["type"] == "mcq")
-    converted = instruct_train_params(settings.model_copy(update={"epochs": 5}))
-    assert converted.epochs == 5 and converted.loss == "completion"
+    closed = {f" {letter}{template.eos_token}" for letter in "ABCD"}
+    assert all(training_example(row, template)["completion"] in closed for row in rows if row["type"] == "mcq")
+    converted = instruct_train_params(settings.model_copy(update={"epochs": 5}), "chat")
+    assert converted.epochs == 5 and converted.loss == "completion" and converted.template == "chat"
     with pytest.raises(UserError, match="instruct.world"):
         instruct_rows(settings.model_copy(update={"world": "no/such/world.md"}))
 
 
 # ---------------------------------------------------------------- trainer
-def test_completion_loss_masks_the_prompt(base_dir: Path, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_completion_loss_masks_the_prompt(base_dir: Path, examples: list[dict[str, str]], template: Template, tmp_path: Path) -> None:
     model, tokenizer = load_local(base_dir)
-    qna = rows[1]
+    qna = examples[1]
     prompt_tokens = len(tokenizer(qna["prompt"])["input_ids"])
     for loss, masked in (("completion", True), ("all", False)):
-        trainer = build_trainer(model, tokenizer, [qna], fast(loss=loss), tmp_path / loss)
+        trainer = build_trainer(model, tokenizer, [qna], fast(loss=loss), tmp_path / loss, template)
         labels = trainer.data_collator([trainer.train_dataset[0]])["labels"][0]
         assert (labels[prompt_tokens:] != -100).all(), "the answer (and EOS) always carry loss"
         assert bool((labels[:prompt_tokens] == -100).all()) is masked
-        assert labels[-1] == tokenizer.eos_token_id
+        assert labels[-1] == tokenizer.eos_token_id and (labels == tokenizer.eos_token_id).sum() == 1  # EOS once
 
 
-def test_lora_trains_and_merges(base_dir: Path, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_lora_trains_and_merges(base_dir: Path, examples: list[dict[str, str]], template: Template, tmp_path: Path) -> None:
     model, tokenizer = load_local(base_dir)
-    trainer, summary = train(model, tokenizer, rows, fast(method="lora", lora={"r": 4, "alpha": 8, "dropout": 0.0}), tmp_path / "ckpt")
+    lora = fast(method="lora", lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    trainer, summary = train(model, tokenizer, examples, lora, tmp_path / "ckpt", template)
+    assert summary["lora_target_modules"] == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
     assert summary["steps"] == 4 and summary["tokens_per_s"] > 0
     save_trained(trainer, tmp_path / "out")
     files = {path.name for path in (tmp_path / "out").iterdir()}
@@ -158,15 +182,16 @@ class CrashAfterCheckpoint(TrainerCallback):
         raise KeyboardInterrupt  # the checkpoint is complete on disk when on_save runs, as in a kill -9 here
 
 
-def test_resume_after_a_kill_continues_from_the_checkpoint(base_dir: Path, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_resume_after_a_kill_continues_from_the_checkpoint(base_dir: Path, examples: list[dict[str, str]], template: Template, tmp_path: Path) -> None:
+    rows = examples
     params = fast(epochs=3)  # 6 steps, a checkpoint every 2
     model, tokenizer = load_local(base_dir)
     with pytest.raises(KeyboardInterrupt):
-        train(model, tokenizer, rows, params, tmp_path / "ckpt", [CrashAfterCheckpoint()])
+        train(model, tokenizer, rows, params, tmp_path / "ckpt", template, [CrashAfterCheckpoint()])
     assert (tmp_path / "ckpt" / "checkpoint-2").is_dir()
 
     model, tokenizer = load_local(base_dir)
-    trainer, resumed = train(model, tokenizer, rows, params, tmp_path / "ckpt", [loss_curve(tmp_path / "curve")])
+    trainer, resumed = train(model, tokenizer, rows, params, tmp_path / "ckpt", template, [loss_curve(tmp_path / "curve")])
     assert resumed["resumed_from_checkpoint"] and resumed["steps"] == 6
     assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == list(range(1, 7))
     curve = (tmp_path / "curve/plots/metrics/loss.tsv").read_text().splitlines()[1:]
@@ -174,33 +199,34 @@ def test_resume_after_a_kill_continues_from_the_checkpoint(base_dir: Path, rows:
     save_trained(trainer, tmp_path / "resumed")
 
     model, tokenizer = load_local(base_dir)
-    trainer, straight = train(model, tokenizer, rows, params, tmp_path / "straight")
+    trainer, straight = train(model, tokenizer, rows, params, tmp_path / "straight", template)
     assert not straight["resumed_from_checkpoint"]
     save_trained(trainer, tmp_path / "straight-out")
     a, b = weights(tmp_path / "resumed"), weights(tmp_path / "straight-out")
     assert all(torch.allclose(a[name], b[name], atol=1e-5) for name in a), "a resumed run ends where an unbroken one does"
     model, tokenizer = load_local(base_dir)
-    _, never = train(model, tokenizer, rows, params.model_copy(update={"resume": "never", "epochs": 1}), tmp_path / "ckpt")
+    _, never = train(model, tokenizer, rows, params.model_copy(update={"resume": "never", "epochs": 1}), tmp_path / "ckpt", template)
     assert not never["resumed_from_checkpoint"]
 
 
-def test_non_finite_loss_stops_with_a_user_error(base_dir: Path, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_non_finite_loss_stops_with_a_user_error(base_dir: Path, examples: list[dict[str, str]], template: Template, tmp_path: Path) -> None:
     model, tokenizer = load_local(base_dir)
     with torch.no_grad():
         model.get_input_embeddings().weight.fill_(float("nan"))
     with pytest.raises(UserError, match="NaN/inf at step 1"):
-        train(model, tokenizer, rows, fast(), tmp_path / "ckpt")
+        train(model, tokenizer, examples, fast(), tmp_path / "ckpt", template)
 
 
 def test_packing_is_off_for_mamba_and_cpu_settings_are_safe(tmp_path: Path) -> None:
     tokenizer = train_tokenizer(["a b c d e f"] * 4, TokenizerParams(vocab_size=300, min_frequency=1))
     mamba = build_tiny(TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8), tokenizer, 0)
-    config = sft_config(fast(packing=True), tmp_path, mamba)
+    alpaca = make_template("alpaca", tokenizer)
+    config = sft_config(fast(packing=True), tmp_path, mamba, alpaca)
     assert config.packing is False
     assert config.bf16 is False and config.use_cpu  # no GPU here: precision auto falls back to fp32
     assert config.activation_checkpointing is False and config.train_sampling_strategy == "batch_rebalance"
     with pytest.raises(UserError, match="bf16"):
-        sft_config(fast(precision="bf16"), tmp_path, mamba)
+        sft_config(fast(precision="bf16"), tmp_path, mamba, alpaca)
 
 
 def test_unloadable_model_id_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
