@@ -15,6 +15,18 @@ the tiny preset from params.yaml with a tokenizer trained on the rows. Runs:
 tokens/s counts non-padding tokens (epochs x tokens of the tokenized rows) over the trainer's train_runtime
 (wall) and over this process's CPU time (steadier on a shared machine); the final loss is the mean per-token
 loss of each trained model over the same rows. Target: stage >= 1.3x the baseline at equal final loss.
+
+GPU throughput of a real-sized model (issue: Gemma-2b from random initialisation; throughput needs no trained
+weights, so nothing is downloaded):
+
+    python benchmarks/train_throughput.py --preset gemma-2b [--method full|lora] [--seq-len 2048] [--steps 20]
+        [--peak-tflops 989]
+
+builds GemmaForCausalLM from Gemma-2b's published config (2.5B parameters, vocabulary 256,000) in bf16 on the
+GPU, trains `--steps` optimizer steps of the train stage's trainer (perpetual.training.build_trainer, params.yaml's
+`train` section, precision auto) on synthetic rows of `--seq-len` tokens, and prints tokens/s, model FLOP
+utilisation (6 x parameters x tokens/s plus attention, over `--peak-tflops`, the GPU's dense bf16 peak) and peak
+GPU memory.
 """
 
 from __future__ import annotations
@@ -35,7 +47,8 @@ from perpetual import paths  # noqa: E402
 from perpetual.assembly import interleave  # noqa: E402
 from perpetual.config import Params, load_params  # noqa: E402
 from perpetual.models import load_local, make_base  # noqa: E402
-from perpetual.training import build_trainer  # noqa: E402
+from perpetual.templates import make_template  # noqa: E402
+from perpetual.training import build_trainer, training_examples  # noqa: E402
 
 
 def training_rows(params: Params, task: str) -> tuple[list[dict[str, Any]], str]:
@@ -59,8 +72,8 @@ def starting_model(params: Params, model: str, rows: list[dict[str, Any]], scrat
     for folder in (REPO / paths.start_model(model), REPO / paths.base_model(model)):
         if (folder / "config.json").exists():
             return folder, str(folder.relative_to(REPO))
-    texts = [row["prompt"] + row["completion"] for row in rows]
-    built, tokenizer = make_base(params.base.models[model], texts, params.base.tokenizer, params.pipeline.seed)
+    texts = [row["instruction"] + row["text"] for row in rows]
+    built, tokenizer = make_base(params.base.models[model], texts, params.base.tokenizer, params.pipeline.seed, model)
     built.save_pretrained(str(scratch / "model"))
     tokenizer.save_pretrained(str(scratch / "model"))
     return scratch / "model", f"tiny {model} preset built here"
@@ -114,8 +127,60 @@ def measure(name: str, trainer: Any, epochs: float, pad_id: int) -> dict[str, An
     return {"tokens_per_s": tokens / runtime, "tokens_per_cpu_s": tokens / cpu, "loss": loss}
 
 
+# Gemma-2b (google/gemma-2b-it's config.json): the paper's transformer at its real size.
+GEMMA_2B = {"hidden_size": 2048, "intermediate_size": 16384, "num_hidden_layers": 18, "num_attention_heads": 8,
+            "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 256000, "max_position_embeddings": 8192}  # fmt: skip
+
+
+def gpu_preset(args: argparse.Namespace, params: Params) -> None:
+    """Train-stage throughput of a Gemma-2b-sized model from random initialisation, in bf16 on one GPU."""
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    if not torch.cuda.is_available():
+        sys.exit("error: --preset gemma-2b measures the GPU path; this machine has no CUDA device")
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = GemmaForCausalLM(GemmaConfig(**GEMMA_2B, torch_dtype=torch.bfloat16)).to(torch.bfloat16)
+    parameters = sum(p.numel() for p in model.parameters())
+    rows_per_step = params.train.batch_size * params.train.gradient_accumulation_steps
+    stage = params.train.model_copy(update={
+        "method": args.method, "epochs": 1, "max_length": args.seq_len, "save_steps": 10**6, "logging_steps": 10**6,
+        "precision": "bf16", "gradient_checkpointing": args.method == "full", "task_overrides": {}})  # fmt: skip
+    # Synthetic rows of exactly seq_len tokens (ids below any real vocabulary): compute is what is measured.
+    from perpetual.models import train_tokenizer
+    from perpetual.config import TokenizerParams
+
+    tokenizer = train_tokenizer(["perpetual throughput"] * 8, TokenizerParams(vocab_size=300, min_frequency=1))
+    words = " ".join(f"w{i % 97}" for i in range(args.seq_len * 2))
+    ids = tokenizer(words)["input_ids"][: args.seq_len - 1]
+    text = tokenizer.decode(ids)
+    rows = [{"type": "doc", "chunk_id": str(i), "instruction": "", "input": "", "text": text} for i in range(rows_per_step * args.steps)]
+    template = make_template("alpaca", tokenizer)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = build_trainer(model, tokenizer, training_examples(rows, template), stage, Path(scratch), template)
+        torch.cuda.reset_peak_memory_stats()
+        result = trainer.train()
+    tokens = sum(len(example) for example in trainer.train_dataset["input_ids"])
+    tokens_per_s = tokens / float(result.metrics["train_runtime"])
+    layers, heads, head_dim = GEMMA_2B["num_hidden_layers"], GEMMA_2B["num_attention_heads"], GEMMA_2B["head_dim"]
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # Forward 2N, backward 4N per token for full training; LoRA skips the weight gradients of the frozen base (2N).
+    dense = (6 if args.method == "full" else 4) * parameters + 2 * trainable
+    attention = 12 * layers * heads * head_dim * args.seq_len  # causal attention, forward + backward, per token
+    flops = (dense + attention) * tokens_per_s
+    print(f"gemma-2b ({parameters / 1e9:.2f}B parameters, {args.method}, bf16, seq {args.seq_len}, "
+          f"{rows_per_step} rows/step, {args.steps} steps): {tokens_per_s:,.0f} tokens/s, "
+          f"MFU {flops / (args.peak_tflops * 1e12):.1%} of {args.peak_tflops:.0f} TFLOP/s, "
+          f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=["gemma-2b"], help="GPU throughput of a real-sized model (random init)")
+    parser.add_argument("--method", choices=["full", "lora"], default="full")
+    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100/H200 SXM: 989)")
     parser.add_argument("--model", default="gemma")
     parser.add_argument("--task", default="products")
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -124,6 +189,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     params = load_params(REPO / "params.yaml")
+    if args.preset:
+        return gpu_preset(args, params)
     stage = params.train.model_copy(update={"epochs": args.epochs, "save_steps": 10**6, "logging_steps": 10**6})
     rows, data_label = training_rows(params, args.task)
 
@@ -134,7 +201,9 @@ def main() -> None:
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters); epochs {args.epochs}; "
               f"steps of {stage.batch_size}x{stage.gradient_accumulation_steps} rows; threads {torch.get_num_threads()}")
         runs = {}
-        trainer = build_trainer(model, tokenizer, rows, stage, Path(scratch) / "stage")
+        template = make_template(stage.template, tokenizer)
+        rows = training_examples(rows, template)
+        trainer = build_trainer(model, tokenizer, rows, stage, Path(scratch) / "stage", template)
         runs["stage"] = measure("train stage (batch_rebalance)", trainer, args.epochs, tokenizer.pad_token_id)
         for name, checkpointing in (("baseline (SFTConfig defaults)", True), ("baseline, checkpointing off", False)):
             model, tokenizer = load_local(folder)

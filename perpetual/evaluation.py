@@ -79,10 +79,11 @@ def task_manager():  # type: ignore[no-untyped-def]
 
 
 def make_lm(model: Any, tokenizer: Any, batch_size: int):  # type: ignore[no-untyped-def]
-    from lm_eval.models.huggingface import HFLM
+    """lm-eval's HFLM, with each question's shared prompt scored once for its four options (perpetual/scoring.py)."""
+    from perpetual.scoring import SharedContextHFLM
 
     device = "cuda" if next(model.parameters()).is_cuda else "cpu"
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    return SharedContextHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
 
 
 def score(model: Any, tokenizer: Any, configs: list[dict[str, Any]], batch_size: int) -> dict[str, list[dict[str, Any]]]:
