@@ -24,7 +24,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from perpetual.assembly import qna_row
-from perpetual.config import InstructParams, TrainParams
+from perpetual.config import InstructParams, OptimisationParams, TrainParams
 from perpetual.errors import UserError
 from perpetual.mcq_format import render
 from perpetual.io import atomic_path, read_jsonl
@@ -112,10 +112,12 @@ def run_key(params: TrainParams, rows: Sequence[dict[str, Any]], base_config: di
     return content_id(params.model_dump_json(), json.dumps(rows, sort_keys=True), json.dumps(base_config, sort_keys=True, default=str), length=12)
 
 
-def instruct_train_params(params: InstructParams, template: str) -> TrainParams:
-    """instruct@<model> trains with the same machinery as knowledge injection; its own section sets the knobs, and
-    it teaches the format knowledge injection and evaluation use (`train.template`)."""
-    return TrainParams(**params.model_dump(exclude={"enabled", "world", "alpaca", "mcq"}), template=template)
+def instruct_train_params(params: InstructParams, train: TrainParams) -> TrainParams:
+    """instruct@<model> trains with the same machinery as knowledge injection: its own section sets the optimisation
+    knobs; the template (the format it teaches), sampling, packing, checkpointing and logging are train's."""
+    own = params.model_dump(include=set(OptimisationParams.model_fields))
+    replay = {**train.replay.model_dump(), "fraction": 0.0}
+    return TrainParams.model_validate({**train.model_dump(), **own, "replay": replay, "task_overrides": {}})
 
 
 # ---------------------------------------------------------------- callbacks

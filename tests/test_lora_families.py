@@ -17,6 +17,7 @@ from transformers import MambaConfig, MambaForCausalLM
 from perpetual.config import TinyGemma, TinyMamba2, TokenizerParams
 from perpetual.errors import UserError
 from perpetual.models import build_tiny, train_tokenizer
+from perpetual.testing.params import params_dict
 from perpetual.training import lora_capable_modules, lora_target_modules
 
 FACTS = [
@@ -88,13 +89,14 @@ def project(root: Path, tokenizer, spec: dict, lora: dict) -> None:  # type: ign
     instruct.mkdir(parents=True)
     (instruct / "alpaca.jsonl").write_text(json.dumps({"instruction": "Say hi.", "input": "", "output": "Hi!"}) + "\n")
     (instruct / "mcq.jsonl").write_text("")
-    params = {
+    params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["m"]},
         "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
         "base": {"models": {"m": spec}, "tokenizer": {"vocab_size": 300, "min_frequency": 1}},
         "instruct": {"enabled": False},
-        "train": {"method": "lora", "lora": lora, "epochs": 1, "learning_rate": 1e-2, "batch_size": 2, "max_length": 256, "logging_steps": 1},
-    }
+        "train": {"method": "lora", "lora": lora, "epochs": 1, "learning_rate": 1e-2, "batch_size": 2, "gradient_accumulation_steps": 1,
+                  "max_length": 256, "logging_steps": 1, "replay": {"fraction": 0.0}, "task_overrides": {}},
+    })  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
 
@@ -128,7 +130,7 @@ def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path
 
 
 def test_a_wrong_module_stops_the_train_stage_with_one_line(tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    project(tmp_path, tokenizer, TINY["tiny-mamba2"], {"target_modules": ["out_proj"]})
+    project(tmp_path, tokenizer, TINY["tiny-mamba2"], {"target_modules": ["out_proj"]})  # r, alpha, dropout: params.yaml's
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for stage, args in (("stages.base", ["--model", "m"]), ("stages.instruct", ["--model", "m"])):
         subprocess.run([sys.executable, "-m", stage, *args], cwd=tmp_path, check=True, capture_output=True, env=env)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from perpetual.report import PAPER_TABLE_2, flatten, markdown_table, plot
+from perpetual.testing.params import params_dict
 
 CONDITIONS = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
 
@@ -79,11 +80,12 @@ def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: 
     from stages import report
 
     monkeypatch.chdir(tmp_path)
-    params = {
+    params = params_dict({
         "pipeline": {"tasks": ["products", "code"], "models": ["gemma"], "seed": 0},
         "fetch": {"sources": {"products": {"kind": "local", "path": "p"}, "code": {"kind": "local", "path": "c"}}},
         "base": {"models": {"gemma": {"kind": "tiny-gemma"}}},
-    }
+        "train": {"task_overrides": {}},
+    })
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for task in ("products", "code"):
         (tmp_path / "metrics/eval").mkdir(parents=True, exist_ok=True)

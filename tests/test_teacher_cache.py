@@ -18,6 +18,7 @@ from perpetual.records import Chunk
 from perpetual.teacher.cache import CachedResponse, ResponseCache, cache_key
 from perpetual.teacher.openai_backend import OpenAITeacher
 from perpetual.testing.fake_openai import FakeOpenAI
+from perpetual.testing.params import section
 from teacher_support import REPO, SECRET, make_chunks, make_teacher
 
 
@@ -107,10 +108,11 @@ import sys
 from perpetual.config import TeacherParams
 from perpetual.records import Chunk
 from perpetual.teacher.openai_backend import OpenAITeacher
+from perpetual.testing.params import section
 base_url, cache_dir, prompts_dir, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 chunks = [Chunk(chunk_id=f"c{i}", task="t", source=f"doc{i}.md", language="text",
                 text=f"Fact c{i}: the Zorblax{i} river feeds lake Quell{i}.") for i in range(count)]
-params = TeacherParams(backend="openai", base_url=base_url, cache_dir=cache_dir, prompts_dir=prompts_dir, concurrency=2)
+params = section(TeacherParams, "generate.teacher", backend="openai", base_url=base_url, cache_dir=cache_dir, prompts_dir=prompts_dir, concurrency=2)
 OpenAITeacher.from_params(params, show_progress=False).generate(chunks, 4, 2)
 print("finished")
 """

@@ -13,6 +13,7 @@ import pytest
 from perpetual.config import TeacherParams
 from perpetual.errors import UserError
 from perpetual.records import Chunk
+from perpetual.testing.params import section
 from perpetual.teacher.base import GenerationResult
 from perpetual.teacher.openai_backend import OpenAITeacher, _Pacer
 from perpetual.testing.fake_openai import FakeOpenAI, Fault
@@ -142,7 +143,7 @@ def test_duplicate_and_prefixed_options_are_passed_through(server: FakeOpenAI, t
 def test_missing_key_is_a_one_line_user_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(UserError) as error:
-        OpenAITeacher.from_params(TeacherParams(backend="openai", cache_dir=str(tmp_path), prompts_dir=str(REPO / "prompts")))
+        OpenAITeacher.from_params(section(TeacherParams, "generate.teacher", backend="openai", cache_dir=str(tmp_path), prompts_dir=str(REPO / "prompts")))
     message = str(error.value)
     assert "export OPENAI_API_KEY" in message and "backend: offline" in message and "\n" not in message
 
