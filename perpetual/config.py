@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import string
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -60,21 +60,21 @@ class CatalogueSource(Strict):
     """A product catalogue: a local CSV/JSONL/Parquet file, or a Hugging Face dataset id (`hf_dataset`)."""
 
     kind: Literal["catalogue"]
-    path: Optional[str] = None
-    hf_dataset: Optional[str] = None
+    path: str | None = None
+    hf_dataset: str | None = None
     hf_split: str = "train"
     id_field: str = "product_id"
     text_fields: list[str] = ["title", "description"]
-    max_products: Optional[int] = Field(default=None, ge=1)
+    max_products: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
-    def exactly_one_location(self) -> "CatalogueSource":
+    def exactly_one_location(self) -> CatalogueSource:
         if (self.path is None) == (self.hf_dataset is None):
             raise ValueError("set exactly one of `path` (a local file) or `hf_dataset` (a hub id)")
         return self
 
 
-Source = Annotated[Union[LocalSource, GitSource, PapersSource, CatalogueSource], Field(discriminator="kind")]
+Source = Annotated[LocalSource | GitSource | PapersSource | CatalogueSource, Field(discriminator="kind")]
 
 
 class FetchParams(Strict):
@@ -87,7 +87,7 @@ class ChunkParams(Strict):
     chunk_overlap: int = Field(ge=0)
 
     @model_validator(mode="after")
-    def overlap_smaller_than_size(self) -> "ChunkParams":
+    def overlap_smaller_than_size(self) -> ChunkParams:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
         return self
@@ -97,16 +97,16 @@ class ChunkParams(Strict):
 class TeacherParams(Strict):
     backend: Literal["offline", "openai"]
     model: str
-    base_url: Optional[str]
+    base_url: str | None
     response_format: Literal["json_schema", "json_object"]
     temperature: float = Field(ge=0.0, le=2.0)
     seed: int
     concurrency: int = Field(ge=1)
     max_retries: int = Field(ge=0)
     timeout_s: float = Field(gt=0)
-    requests_per_minute: Optional[int] = Field(ge=1)
-    tokens_per_minute: Optional[int] = Field(ge=1)
-    max_cost_usd: Optional[float] = Field(ge=0)
+    requests_per_minute: int | None = Field(ge=1)
+    tokens_per_minute: int | None = Field(ge=1)
+    max_cost_usd: float | None = Field(ge=0)
     price_per_1k_input_usd: float = Field(ge=0)
     price_per_1k_output_usd: float = Field(ge=0)
     prompts_dir: str
@@ -118,7 +118,7 @@ class GenerateParams(Strict):
     flashcards_per_chunk: int = Field(ge=3, le=5)
     mcqs_per_chunk: int = Field(ge=1, le=50)
     # Caps evaluation cost; the MCQs kept are spread over all chunks and the number over the cap is reported.
-    max_mcqs_per_task: Optional[int] = Field(ge=1)
+    max_mcqs_per_task: int | None = Field(ge=1)
     near_duplicate_threshold: float = Field(gt=0, le=1)
 
 
@@ -154,20 +154,20 @@ class PretrainedModel(Strict):
     """
 
     kind: Literal["pretrained"]
-    name_or_path: Optional[str] = None
-    package: Optional[str] = None
-    gguf_file: Optional[str] = None
-    revision: Optional[str] = None
+    name_or_path: str | None = None
+    package: str | None = None
+    gguf_file: str | None = None
+    revision: str | None = None
     trust_remote_code: bool = False
 
     @model_validator(mode="after")
-    def exactly_one_location(self) -> "PretrainedModel":
+    def exactly_one_location(self) -> PretrainedModel:
         if (self.name_or_path is None) == (self.package is None):
             raise ValueError("set exactly one of `name_or_path` (a hub id or folder) or `package` (an installed package)")
         return self
 
 
-ModelSpec = Annotated[Union[TinyMamba2, TinyGemma, PretrainedModel], Field(discriminator="kind")]
+ModelSpec = Annotated[TinyMamba2 | TinyGemma | PretrainedModel, Field(discriminator="kind")]
 
 
 class TokenizerParams(Strict):
@@ -187,7 +187,7 @@ class LoraParams(Strict):
     dropout: float = Field(ge=0, lt=1)
     # auto: every linear layer PEFT accepts for the architecture (all but the output head; Mamba's out_proj and
     # conv1d excluded, which PEFT refuses). Or an explicit list of module names, checked against the model.
-    target_modules: Union[Literal["auto"], list[str]]
+    target_modules: Literal["auto"] | list[str]
 
 
 class ReplayParams(Strict):
@@ -240,7 +240,7 @@ class TrainParams(OptimisationParams):
     task_overrides: dict[str, dict[str, Any]]
 
     @model_validator(mode="after")
-    def overrides_name_known_fields(self) -> "TrainParams":
+    def overrides_name_known_fields(self) -> TrainParams:
         for task, override in self.task_overrides.items():
             unknown = sorted(set(override) - set(TrainParams.model_fields) | ({"task_overrides"} & set(override)))
             if unknown:
@@ -248,7 +248,7 @@ class TrainParams(OptimisationParams):
             self.for_task(task)  # validates the overridden values' types now, not when training starts
         return self
 
-    def for_task(self, task: str) -> "TrainParams":
+    def for_task(self, task: str) -> TrainParams:
         override = self.task_overrides.get(task, {})
         if not override:
             return self
@@ -305,7 +305,7 @@ class RetentionParams(Strict):
     enabled: bool
     path: str
     max_new_tokens: int = Field(ge=1)  # greedy answer budget; a format-following answer stops within it
-    limit: Optional[int] = Field(ge=1)
+    limit: int | None = Field(ge=1)
 
 
 class EvaluateParams(Strict):
@@ -314,7 +314,7 @@ class EvaluateParams(Strict):
     # lm-eval batch size. On CPU small batches are faster (the [batch, length, vocab] logits stay in cache):
     # 8 took 20-25% less time than 32 on the default cells, with identical predictions.
     batch_size: int = Field(ge=1)
-    limit: Optional[int] = Field(ge=1)
+    limit: int | None = Field(ge=1)
     bootstrap_samples: int = Field(ge=100)
     alpha: float = Field(gt=0, lt=1)
     retention: RetentionParams
@@ -332,7 +332,7 @@ class Params(Strict):
     evaluate: EvaluateParams
 
     @model_validator(mode="after")
-    def every_task_and_model_is_defined(self) -> "Params":
+    def every_task_and_model_is_defined(self) -> Params:
         missing_tasks = sorted(set(self.pipeline.tasks) - set(self.fetch.sources))
         if missing_tasks:
             raise ValueError(f"pipeline.tasks names {missing_tasks} but fetch.sources has no entry for them")

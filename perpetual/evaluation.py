@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from perpetual.mcq_format import render
 from perpetual.records import Mcq
@@ -67,7 +67,7 @@ def build_items(
 
 
 @functools.cache
-def task_manager():  # type: ignore[no-untyped-def]
+def task_manager():
     """A TaskManager for our inline configs only, built once per process.
 
     The default one indexes lm-eval's ~28k built-in task YAMLs: about 13 s per construction on this machine,
@@ -78,7 +78,7 @@ def task_manager():  # type: ignore[no-untyped-def]
     return TaskManager(include_defaults=False)
 
 
-def make_lm(model: Any, tokenizer: Any, batch_size: int):  # type: ignore[no-untyped-def]
+def make_lm(model: Any, tokenizer: Any, batch_size: int):
     """lm-eval's HFLM, with each question's shared prompt scored once for its four options (perpetual/scoring.py)."""
     from perpetual.scoring import SharedContextHFLM
 
@@ -127,11 +127,6 @@ def rows_from_samples(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, An
             }
         )
     return rows
-
-
-def accuracy(rows: Iterable[dict[str, Any]], key: str = "acc") -> float:
-    values = [row[key] for row in rows]
-    return sum(values) / len(values) if values else 0.0
 
 
 # The paired comparisons of the table: what each condition is tested against (same questions, same format).

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 CONDITION_COLUMNS = [("base", "Base model"), ("fine-tuned", "Fine-tuned"), ("rag", "RAG"), ("fine-tuned+rag", "Fine-tuned + RAG")]
 FORMAT_TITLES = {
@@ -119,10 +120,7 @@ def retention_section(retention: Mapping[tuple[str, str], Mapping[str, Any]]) ->
 
 def retrieval_summary(index: Mapping[str, Any]) -> dict[str, Any]:
     """top_k, recall@k and MCQ count from an index@<task> metrics file."""
-    # Metrics written before `recall_at_k` existed carry the k in the key (recall_at_2).
-    old = next((key for key in index if key.startswith("recall_at_") and key != "recall_at_k"), None)
-    top_k = index.get("top_k", int(old.removeprefix("recall_at_")) if old else None)
-    return {"top_k": top_k, "recall_at_k": index.get("recall_at_k", index.get(old) if old else None), "mcqs": index.get("mcqs")}
+    return {"top_k": index["top_k"], "recall_at_k": index["recall_at_k"], "mcqs": index["mcqs"]}
 
 
 def retrieval_section(retrieval: Mapping[str, Mapping[str, Any]], embedder: str, template: str) -> list[str]:
@@ -175,8 +173,8 @@ def markdown_table(
         "| Task | Model (paper) | Base model | Fine-tuned | RAG | Fine-tuned + RAG |",
         "|---|---|---|---|---|---|",
     ]
-    for (task, model), values in PAPER_TABLE_2.items():
-        lines.append(f"| {task} | {model} (paper) | " + " | ".join(f"{value:.4f}" for value in values) + " |")
+    for (task, model), published in PAPER_TABLE_2.items():
+        lines.append(f"| {task} | {model} (paper) | " + " | ".join(f"{value:.4f}" for value in published) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -199,7 +197,9 @@ def plot(rows: Sequence[dict[str, Any]], path: str, retention: Mapping[tuple[str
     width = 0.2
     for axis, fmt in zip(axes[0], formats):
         for offset, (condition, title) in enumerate(CONDITION_COLUMNS):
-            xs, ys, errors = [], [], [[], []]
+            xs: list[float] = []
+            ys: list[float] = []
+            errors: list[list[float]] = [[], []]
             for index, group in enumerate(groups):
                 row = next((r for r in rows if (r["task"], r["model"]) == group and r["condition"] == condition and r["format"] == fmt), None)
                 if row is None:

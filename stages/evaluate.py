@@ -69,9 +69,9 @@ def main() -> None:
     write_jsonl(paths.predictions(args.task, args.model), predictions)
     # Nested condition -> format -> value, so `dvc metrics diff` shows one line per cell and field.
     write_json(paths.stage_metrics("eval", f"{args.task}-{args.model}"), metrics)
-    for condition, formats in cells.items():
-        for fmt, cell in formats.items():
-            print(f"{condition:>15} {fmt:>6}: acc {cell['acc']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}] n={cell['n']}", file=sys.stderr)
+    for shown, formats in cells.items():
+        for shown_format, cell in formats.items():
+            print(f"{shown:>15} {shown_format:>6}: acc {cell['acc']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}] n={cell['n']}", file=sys.stderr)
     for which, values in metrics.get("retention", {}).items():
         if isinstance(values, dict):
             print(f"{'retention':>15} {which}: loglik/token {values['loglik_per_token']:.3f}, format-following {values['format_following']:.3f}", file=sys.stderr)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perpetual.config import CatalogueSource, LocalSource, Params, PapersSource, load_params, parse_params
+from perpetual.config import CatalogueSource, LocalSource, PapersSource, Params, load_params, parse_params
 from perpetual.errors import USER_ERROR_EXIT_CODE, UserError, exits_cleanly
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ import pytest
 
 from perpetual.errors import UserError
 from perpetual.evaluation import cells_from_predictions
-from perpetual.templates import Template
 from perpetual.retention import answer_rows, classify, compare, follows_format, load_instructions, trim_padding
 from perpetual.statistics import knowledge_consistency, mcnemar_exact
+from perpetual.templates import Template
 
 EOS, EOS_ID, PAD_ID = "<|endoftext|>", 0, 1
 

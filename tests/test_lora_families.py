@@ -30,7 +30,7 @@ TINY = {
 }  # fmt: skip
 
 
-def tiny_mamba_v1(tokenizer) -> MambaForCausalLM:  # type: ignore[no-untyped-def]
+def tiny_mamba_v1(tokenizer) -> MambaForCausalLM:
     """Mamba v1, the architecture of the paper's state-spaces/mamba-2.8b-hf, at toy size."""
     torch.manual_seed(0)
     config = MambaConfig(
@@ -41,12 +41,12 @@ def tiny_mamba_v1(tokenizer) -> MambaForCausalLM:  # type: ignore[no-untyped-def
 
 
 @pytest.fixture(scope="module")
-def tokenizer():  # type: ignore[no-untyped-def]
+def tokenizer():
     return train_tokenizer([text for fact in FACTS for text in fact] * 4, TokenizerParams(vocab_size=300, min_frequency=1))
 
 
 @pytest.fixture(scope="module")
-def models(tokenizer):  # type: ignore[no-untyped-def]
+def models(tokenizer):
     return {
         "mamba2": build_tiny(TinyMamba2(**TINY["tiny-mamba2"]), tokenizer, 0),
         "gemma": build_tiny(TinyGemma(**TINY["tiny-gemma"]), tokenizer, 0),
@@ -55,7 +55,7 @@ def models(tokenizer):  # type: ignore[no-untyped-def]
     }
 
 
-def test_auto_targets_every_module_peft_accepts_per_family(models) -> None:  # type: ignore[no-untyped-def]
+def test_auto_targets_every_module_peft_accepts_per_family(models) -> None:
     attention = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
     assert lora_target_modules(models["gemma"], "auto") == attention
     assert lora_target_modules(models["llama"], "auto") == attention
@@ -69,7 +69,7 @@ def test_auto_targets_every_module_peft_accepts_per_family(models) -> None:  # t
     [("mamba2", "out_proj", "PEFT refuses LoRA on 'out_proj' for mamba2"), ("mamba", "conv1d", "PEFT refuses LoRA on 'conv1d' for mamba"),
      ("gemma", "in_proj", "gemma has no linear module named 'in_proj'")],
 )  # fmt: skip
-def test_a_wrong_module_is_one_line_naming_it_and_the_usable_ones(models, family: str, module: str, reason: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_module_is_one_line_naming_it_and_the_usable_ones(models, family: str, module: str, reason: str) -> None:
     with pytest.raises(UserError) as caught:
         lora_target_modules(models[family], [module])
     message = str(caught.value)
@@ -77,7 +77,7 @@ def test_a_wrong_module_is_one_line_naming_it_and_the_usable_ones(models, family
 
 
 # ---------------------------------------------------------------- through the stages
-def project(root: Path, tokenizer, spec: dict, lora: dict) -> None:  # type: ignore[no-untyped-def]
+def project(root: Path, tokenizer, spec: dict, lora: dict) -> None:
     rows = []
     for index, (text, question, answer) in enumerate(FACTS):
         rows.append({"type": "doc", "chunk_id": f"c{index}", "instruction": "", "input": "", "text": text})
@@ -107,7 +107,7 @@ def run_stage(module: str, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
 
 
 @pytest.mark.parametrize("family", ["tiny-mamba2", "tiny-gemma", "mamba-v1-pretrained"])
-def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(1)
     if family == "mamba-v1-pretrained":  # a Mamba v1 folder on disk, loaded as any pretrained model is
         folder = tmp_path / "hub" / "tiny-mamba"
@@ -129,7 +129,7 @@ def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path
     assert not (tmp_path / "models/t-m/adapter_config.json").exists() and merged["model_type"] in {"mamba2", "gemma", "mamba"}
 
 
-def test_a_wrong_module_stops_the_train_stage_with_one_line(tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_module_stops_the_train_stage_with_one_line(tokenizer, tmp_path: Path) -> None:
     project(tmp_path, tokenizer, TINY["tiny-mamba2"], {"target_modules": ["out_proj"]})  # r, alpha, dropout: params.yaml's
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for stage, args in (("stages.base", ["--model", "m"]), ("stages.instruct", ["--model", "m"])):

@@ -21,7 +21,7 @@ class WordHashEmbedder:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def encode(self, texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False):  # type: ignore[no-untyped-def]
+    def encode(self, texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False):
         self.calls.append(len(texts))
         vectors = np.zeros((len(texts), 64), dtype=np.float32)
         for row, text in enumerate(texts):

@@ -11,16 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-
-
-from perpetual.config import TeacherParams
-from perpetual.records import Chunk
-from perpetual.teacher.cache import CachedResponse, ResponseCache, cache_key
-from perpetual.teacher.openai_backend import OpenAITeacher
-from perpetual.testing.fake_openai import FakeOpenAI
-from perpetual.testing.params import section
 from teacher_support import REPO, SECRET, make_chunks, make_teacher
 
+from perpetual.records import Chunk
+from perpetual.teacher.cache import CachedResponse, ResponseCache, cache_key
+from perpetual.testing.fake_openai import FakeOpenAI
 
 
 def cache_files(cache_dir: Path) -> list[Path]:

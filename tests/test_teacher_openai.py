@@ -7,17 +7,16 @@ import threading
 import time
 from pathlib import Path
 
-
 import pytest
+from teacher_support import REPO, SECRET, make_chunks, make_teacher
 
 from perpetual.config import TeacherParams
 from perpetual.errors import UserError
 from perpetual.records import Chunk
-from perpetual.testing.params import section
 from perpetual.teacher.base import GenerationResult
 from perpetual.teacher.openai_backend import OpenAITeacher, _Pacer
 from perpetual.testing.fake_openai import FakeOpenAI, Fault
-from teacher_support import REPO, SECRET, make_chunks, make_teacher
+from perpetual.testing.params import section
 
 STATS_KEYS = {"requests", "cache_hits", "failures", "prompt_tokens", "completion_tokens", "cost_usd"}
 

@@ -6,8 +6,9 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import datasets
 import pytest
@@ -180,7 +181,7 @@ def test_lora_trains_and_merges(base_dir: Path, examples: list[dict[str, str]], 
 
 
 class CrashAfterCheckpoint(TrainerCallback):
-    def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_save(self, args, state, control, **kwargs):
         raise KeyboardInterrupt  # the checkpoint is complete on disk when on_save runs, as in a kill -9 here
 
 
