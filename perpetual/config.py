@@ -295,7 +295,6 @@ class IndexParams(Strict):
 
 
 # ---------------------------------------------------------------- evaluate
-Condition = Literal["base", "fine-tuned", "rag", "fine-tuned+rag"]
 McqFormat = Literal["letter", "cloze"]
 
 
@@ -309,7 +308,8 @@ class RetentionParams(Strict):
 
 
 class EvaluateParams(Strict):
-    conditions: list[Condition]
+    # Names from perpetual/conditions.py, checked by evaluate@ (so that adding a condition re-runs only evaluation).
+    conditions: list[str]
     formats: list[McqFormat]
     # lm-eval batch size. On CPU small batches are faster (the [batch, length, vocab] logits stay in cache):
     # 8 took 20-25% less time than 32 on the default cells, with identical predictions.

@@ -12,7 +12,8 @@ from pathlib import Path
 from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
-from perpetual.evaluation import build_items, cells_from_predictions, condition_model, score, task_config, task_name
+from perpetual.conditions import selected
+from perpetual.evaluation import build_items, cells_from_predictions, score, task_config, task_name
 from perpetual.io import read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local
 from perpetual.retention import answer_rows, compare, load_instructions, measure
@@ -37,7 +38,7 @@ def main() -> None:
     retained: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for which, folder in folders.items():
-            conditions = [c for c in settings.conditions if condition_model(c) == which]
+            conditions = [c.name for c in selected(settings.conditions) if c.model == which]
             if not conditions:
                 continue
             model, tokenizer = load_local(folder)
