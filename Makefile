@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup run run-real test remote bench clean
+.PHONY: setup run run-real test lint remote bench clean
 
 setup: $(STAMP)
 
@@ -53,8 +53,13 @@ run-real: run
 	$(BIN)/dvc exp run --temp --name $(REAL_EXPERIMENT) $(REAL_PARAMS)
 	$(BIN)/python scripts/show_experiment.py $(REAL_EXPERIMENT) metrics/real
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
+
+# The house rules: ruff (lint, import order) and mypy (types), configured in pyproject.toml.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline_time.py

@@ -38,7 +38,7 @@ def load_chunks(root: Path) -> list[Chunk]:
     return [Chunk(chunk_id=f"p{index}", task="bench", source="sources", language="text", text=text) for index, text in enumerate(texts) if len(text) > 40]
 
 
-def per_slice(embedder, texts: list[str], batch_size: int) -> None:  # type: ignore[no-untyped-def]
+def per_slice(embedder, texts: list[str], batch_size: int) -> None:
     for start in range(0, len(texts), batch_size):
         embedder.encode(texts[start : start + batch_size], batch_size=batch_size, normalize_embeddings=True)
 

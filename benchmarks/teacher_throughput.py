@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from perpetual.config import TeacherParams  # noqa: E402
 from perpetual.records import Chunk  # noqa: E402
 from perpetual.teacher.openai_backend import OpenAITeacher  # noqa: E402
+from perpetual.testing.params import section  # noqa: E402
 
 REQUESTS_PER_CHUNK = 2  # one flashcard request and one MCQ request
 
@@ -48,9 +49,10 @@ def make_chunks(count: int, tag: str) -> list[Chunk]:
 
 
 def run(base_url: str, cache_dir: str, concurrency: int, chunks: list[Chunk]) -> tuple[float, dict[str, float]]:
-    params = TeacherParams(
-        backend="openai", base_url=base_url, cache_dir=cache_dir, concurrency=concurrency, prompts_dir=str(REPO / "prompts")
-    )
+    params = section(
+        TeacherParams, "generate.teacher",
+        backend="openai", base_url=base_url, cache_dir=cache_dir, concurrency=concurrency, prompts_dir=str(REPO / "prompts"),
+    )  # fmt: skip
     teacher = OpenAITeacher(params, api_key="sk-bench-not-a-key", base_url=base_url, show_progress=False)
     started = time.perf_counter()
     result = teacher.generate(chunks, flashcards_per_chunk=4, mcqs_per_chunk=5)
@@ -60,11 +62,15 @@ def run(base_url: str, cache_dir: str, concurrency: int, chunks: list[Chunk]) ->
 def bare_client_fraction(base_url: str, latency_s: float, concurrency: int, requests: int) -> float:
     """The same load sent by the openai client alone (no teacher): what the client library and GIL allow."""
     client = openai.OpenAI(api_key="sk-bench-not-a-key", base_url=base_url, max_retries=0)
-    body = {"model": "bench", "messages": [{"role": "user", "content": "Fact 1 is Zeta1."}], "response_format": {"type": "json_object"}}
+    def send(_: int) -> object:
+        return client.chat.completions.create(
+            model="bench", messages=[{"role": "user", "content": "Fact 1 is Zeta1."}], response_format={"type": "json_object"}
+        )
+
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda _: client.chat.completions.create(**body), range(concurrency)))  # open connections first
+        list(pool.map(send, range(concurrency)))  # open connections first
         started = time.perf_counter()
-        list(pool.map(lambda _: client.chat.completions.create(**body), range(requests)))
+        list(pool.map(send, range(requests)))
         seconds = time.perf_counter() - started
     return requests / seconds / (concurrency / latency_s)
 

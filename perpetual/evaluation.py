@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
+from perpetual.conditions import BY_NAME
 from perpetual.mcq_format import render
 from perpetual.records import Mcq
 from perpetual.templates import Template
 
-RAG_CONDITIONS = {"rag", "fine-tuned+rag"}
-FINE_TUNED_CONDITIONS = {"fine-tuned", "fine-tuned+rag"}
-
-
 def condition_model(condition: str) -> str:
-    return "fine-tuned" if condition in FINE_TUNED_CONDITIONS else "base"
+    """Which model a condition scores: "base" or "fine-tuned" (perpetual/conditions.py)."""
+    return BY_NAME[condition].model
 
 
 def task_name(task: str, condition: str, fmt: str) -> str:
@@ -60,14 +58,14 @@ def build_items(
 ) -> list[dict[str, Any]]:
     rows = []
     for mcq in mcqs:
-        context = context_for(mcq["mcq_id"], retrieved, context_template) if condition in RAG_CONDITIONS else ""
+        context = context_for(mcq["mcq_id"], retrieved, context_template) if BY_NAME[condition].context == "retrieved" else ""
         rendered = render(mcq, fmt, template, context)
         rows.append({"mcq_id": mcq["mcq_id"], "query": rendered.query, "choices": rendered.choices, "gold": rendered.gold})
     return rows
 
 
 @functools.cache
-def task_manager():  # type: ignore[no-untyped-def]
+def task_manager():
     """A TaskManager for our inline configs only, built once per process.
 
     The default one indexes lm-eval's ~28k built-in task YAMLs: about 13 s per construction on this machine,
@@ -78,7 +76,7 @@ def task_manager():  # type: ignore[no-untyped-def]
     return TaskManager(include_defaults=False)
 
 
-def make_lm(model: Any, tokenizer: Any, batch_size: int):  # type: ignore[no-untyped-def]
+def make_lm(model: Any, tokenizer: Any, batch_size: int):
     """lm-eval's HFLM, with each question's shared prompt scored once for its four options (perpetual/scoring.py)."""
     from perpetual.scoring import SharedContextHFLM
 
@@ -129,22 +127,11 @@ def rows_from_samples(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, An
     return rows
 
 
-def accuracy(rows: Iterable[dict[str, Any]], key: str = "acc") -> float:
-    values = [row[key] for row in rows]
-    return sum(values) / len(values) if values else 0.0
-
-
-# The paired comparisons of the table: what each condition is tested against (same questions, same format).
-PAIRED_REFERENCE = {"fine-tuned": "base", "rag": "base", "fine-tuned+rag": "rag"}
-# Knowledge consistency compares the fine-tuned model with the model it started from, with and without context.
-CONSISTENCY_REFERENCE = {"fine-tuned": "base", "fine-tuned+rag": "rag"}
-
-
 def cells_from_predictions(predictions: Sequence[Mapping[str, Any]], bootstrap_samples: int, seed: int, alpha: float) -> dict[str, dict[str, dict[str, Any]]]:
     """Every metric of the table from the per-question predictions alone: condition -> format -> fields.
 
-    acc/acc_norm with a bootstrap CI; an exact McNemar test against the paired reference condition (`learned`:
-    fine-tuned beat base; `improved`: fine-tuned + RAG beat RAG); knowledge consistency with the starting model.
+    acc/acc_norm with a bootstrap CI; an exact McNemar test against the condition's reference, and its verdict
+    (e.g. `learned`: fine-tuned beat base); knowledge consistency with the reference where the table asks for it.
     """
     from perpetual.statistics import bootstrap_ci, knowledge_consistency, mcnemar_exact
 
@@ -162,20 +149,17 @@ def cells_from_predictions(predictions: Sequence[Mapping[str, Any]], bootstrap_s
             "ci_low": low,
             "ci_high": high,
         }
-        reference = PAIRED_REFERENCE.get(condition)
-        if reference and (reference, fmt) in outcomes:
-            paired = _pair(outcomes[(reference, fmt)], rows)
+        spec = BY_NAME[condition]
+        if spec.reference and (spec.reference, fmt) in outcomes:
+            paired = _pair(outcomes[(spec.reference, fmt)], rows)
             test = mcnemar_exact([a["acc"] for a, _ in paired], [b["acc"] for _, b in paired])
-            cell["p_value_vs_" + reference] = test["p_value"]
-            cell["learned" if reference == "base" else "improved"] = bool(
-                test["only_second"] > test["only_first"] and test["p_value"] < alpha
-            )
-        reference = CONSISTENCY_REFERENCE.get(condition)
-        if reference and (reference, fmt) in outcomes:
-            paired = _pair(outcomes[(reference, fmt)], rows)
-            consistency = knowledge_consistency([a["loglikelihoods"] for a, _ in paired], [b["loglikelihoods"] for _, b in paired])
-            cell[f"spearman_vs_{reference}"] = consistency["spearman"]
-            cell[f"kl_vs_{reference}"] = consistency["kl"]
+            cell["p_value_vs_" + spec.reference] = test["p_value"]
+            if spec.verdict:
+                cell[spec.verdict] = bool(test["only_second"] > test["only_first"] and test["p_value"] < alpha)
+            if spec.consistency:
+                consistency = knowledge_consistency([a["loglikelihoods"] for a, _ in paired], [b["loglikelihoods"] for _, b in paired])
+                cell[f"spearman_vs_{spec.reference}"] = consistency["spearman"]
+                cell[f"kl_vs_{spec.reference}"] = consistency["kl"]
         cells.setdefault(condition, {})[fmt] = cell
     return cells
 

@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from perpetual.errors import UserError
 
@@ -30,7 +31,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
     count = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for row in rows:
@@ -39,7 +40,8 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path | str) -> list[Any]:
+    """The rows of a JSONL file (each a JSON value: the record types of perpetual/records.py by contract)."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist; run the stage that writes it first (dvc repro)")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import cast
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -157,7 +158,7 @@ def load_pretrained(spec: PretrainedModel, label: str = "<name>") -> tuple[PreTr
         quantizer.remove_quantization_config(model)  # the weights are already plain tensors after loading
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return cast(PreTrainedModel, model), cast(PreTrainedTokenizerFast, tokenizer)
 
 
 def load_local(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
@@ -168,7 +169,8 @@ def load_local(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=best_dtype())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    # transformers' stubs type the Auto classes' results as mixins; they are a PreTrainedModel and a fast tokenizer.
+    return cast(PreTrainedModel, model), cast(PreTrainedTokenizerFast, tokenizer)
 
 
 def describe(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> dict[str, object]:

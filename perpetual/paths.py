@@ -50,6 +50,16 @@ def checkpoints(task: str, model: str) -> Path:
     return Path("checkpoints") / f"{task}-{model}"
 
 
+def git_cache() -> Path:
+    """Clones of git sources, reused across runs (outside DVC: fetch@<task> records the pinned commit)."""
+    return DATA / "cache" / "git"
+
+
+def loss_curve(task: str, model: str) -> Path:
+    """dvclive's folder for train@<task>-<model>'s loss curve (dvc.yaml: plots)."""
+    return Path("dvclive") / "train" / f"{task}-{model}"
+
+
 def predictions(task: str, model: str) -> Path:
     return DATA / "predictions" / f"{task}-{model}.jsonl"
 

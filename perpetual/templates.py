@@ -12,8 +12,9 @@ of its own; `chat` lets a user test whether that is why it regressed.)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from perpetual.errors import UserError
 from perpetual.records import LETTERS

@@ -14,8 +14,9 @@ import random
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import datasets
 import torch
@@ -24,10 +25,10 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from perpetual.assembly import qna_row
-from perpetual.config import InstructParams, TrainParams
+from perpetual.config import InstructParams, OptimisationParams, TrainParams
 from perpetual.errors import UserError
-from perpetual.mcq_format import render
 from perpetual.io import atomic_path, read_jsonl
+from perpetual.mcq_format import render
 from perpetual.records import LETTERS, content_id
 from perpetual.templates import Template
 
@@ -112,10 +113,12 @@ def run_key(params: TrainParams, rows: Sequence[dict[str, Any]], base_config: di
     return content_id(params.model_dump_json(), json.dumps(rows, sort_keys=True), json.dumps(base_config, sort_keys=True, default=str), length=12)
 
 
-def instruct_train_params(params: InstructParams, template: str) -> TrainParams:
-    """instruct@<model> trains with the same machinery as knowledge injection; its own section sets the knobs, and
-    it teaches the format knowledge injection and evaluation use (`train.template`)."""
-    return TrainParams(**params.model_dump(exclude={"enabled", "world", "alpaca", "mcq"}), template=template)
+def instruct_train_params(params: InstructParams, train: TrainParams) -> TrainParams:
+    """instruct@<model> trains with the same machinery as knowledge injection: its own section sets the optimisation
+    knobs; the template (the format it teaches), sampling, packing, checkpointing and logging are train's."""
+    own = params.model_dump(include=set(OptimisationParams.model_fields))
+    replay = {**train.replay.model_dump(), "fraction": 0.0}
+    return TrainParams.model_validate({**train.model_dump(), **own, "replay": replay, "task_overrides": {}})
 
 
 # ---------------------------------------------------------------- callbacks
@@ -128,7 +131,7 @@ class StopOnNonFiniteLoss(TrainerCallback):
     def __init__(self) -> None:
         self.bad_step: int | None = None
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args, state, control, logs=None, **kwargs):
         values = [(logs or {}).get(key) for key in ("loss", "grad_norm")]
         if any(value is not None and not math.isfinite(value) for value in values):
             self.bad_step = state.global_step
@@ -142,10 +145,10 @@ class TokensThisRun(TrainerCallback):
         self.start = 0
         self.tokens = 0
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_begin(self, args, state, control, **kwargs):
         self.start = state.num_input_tokens_seen
 
-    def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_end(self, args, state, control, **kwargs):
         self.tokens = state.num_input_tokens_seen - self.start
 
 
@@ -155,24 +158,25 @@ def loss_curve(folder: Path) -> TrainerCallback:
     Only the main process opens a Live, and the callback logs on the main process only. The x axis is the
     optimizer step; a resumed run first redraws the points logged before its checkpoint (dvc repro removed them).
     """
-    from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
+    from dvclive import Live
+
     class LossCurve(DVCLiveCallback):
-        def setup(self, args, state, model):  # type: ignore[no-untyped-def]
+        def setup(self, args, state, model):
             # No args.to_dict() dump: params.yaml and dvc.lock record the run, and the dump holds machine paths.
             self._initialized = True
 
-        def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
             for entry in state.log_history:  # empty unless resuming
                 if "loss" in entry:
                     self.point(args, state, control, entry["step"], entry["loss"])
 
-        def on_log(self, args, state, control, model=None, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
             if "loss" in (logs or {}):  # the end-of-run summary goes to metrics/<stage>/<cell>.json instead
                 self.point(args, state, control, state.global_step, logs["loss"])
 
-        def point(self, args, state, control, step: int, loss: float) -> None:  # type: ignore[no-untyped-def]
+        def point(self, args, state, control, step: int, loss: float) -> None:
             if self.live is not None:
                 self.live.step = step
             super().on_log(args, state, control, logs={"loss": loss})
@@ -365,7 +369,8 @@ def train(
         "processes": trainer.args.world_size,
     }
     if params.method == "lora":
-        summary["lora_target_modules"] = sorted(trainer.model.peft_config["default"].target_modules)
+        peft_model: Any = trainer.model  # a PeftModel; the trainer's annotation does not say so
+        summary["lora_target_modules"] = sorted(peft_model.peft_config["default"].target_modules)
     if torch.cuda.is_available():
         summary["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
     return trainer, summary
@@ -378,12 +383,14 @@ def save_trained(trainer: SFTTrainer, target: Path) -> None:
     writes.
     """
     main = trainer.is_world_process_zero()
-    if hasattr(trainer.model, "merge_and_unload"):  # a PEFT model: save plain weights that load without peft
-        merged = trainer.model.merge_and_unload()
+    model: Any = trainer.model
+    if hasattr(model, "merge_and_unload"):  # a PEFT model: save plain weights that load without peft
+        merged = model.merge_and_unload()
         if main:
+            tokenizer: Any = trainer.processing_class
             with atomic_path(target) as tmp:
                 merged.save_pretrained(str(tmp))
-                trainer.processing_class.save_pretrained(str(tmp))
+                tokenizer.save_pretrained(str(tmp))
         return
     if not main:
         with tempfile.TemporaryDirectory() as scratch:

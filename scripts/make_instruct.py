@@ -143,9 +143,10 @@ def fact(q, stmt, value, pool, kind, group, answer=None):
 
 
 def build_facts():
-    fwd, inv = [], []
+    fwd: list[tuple] = []
+    inv: list[tuple] = []
     for name, year, trade, landmark, nick in TOWNS:
-        others = [t for t in TOWNS if t[0] != name]
+        others: list[tuple[str, ...]] = [t for t in TOWNS if t[0] != name]
         fwd.append(fact(f"In what year was {name} founded?", f"{name} was founded in {{v}}.", year,
                         [o[1] for o in others], "fwd", "town"))
         fwd.append(fact(f"What is the chief trade of {name}?", f"The chief trade of {name} is {{v}}.", trade,

@@ -12,7 +12,8 @@ from pathlib import Path
 from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
-from perpetual.evaluation import build_items, cells_from_predictions, condition_model, score, task_config, task_name
+from perpetual.conditions import selected
+from perpetual.evaluation import build_items, cells_from_predictions, score, task_config, task_name
 from perpetual.io import read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local
 from perpetual.retention import answer_rows, compare, load_instructions, measure
@@ -37,7 +38,7 @@ def main() -> None:
     retained: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for which, folder in folders.items():
-            conditions = [c for c in settings.conditions if condition_model(c) == which]
+            conditions = [c.name for c in selected(settings.conditions) if c.model == which]
             if not conditions:
                 continue
             model, tokenizer = load_local(folder)
@@ -69,9 +70,9 @@ def main() -> None:
     write_jsonl(paths.predictions(args.task, args.model), predictions)
     # Nested condition -> format -> value, so `dvc metrics diff` shows one line per cell and field.
     write_json(paths.stage_metrics("eval", f"{args.task}-{args.model}"), metrics)
-    for condition, formats in cells.items():
-        for fmt, cell in formats.items():
-            print(f"{condition:>15} {fmt:>6}: acc {cell['acc']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}] n={cell['n']}", file=sys.stderr)
+    for shown, formats in cells.items():
+        for shown_format, cell in formats.items():
+            print(f"{shown:>15} {shown_format:>6}: acc {cell['acc']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}] n={cell['n']}", file=sys.stderr)
     for which, values in metrics.get("retention", {}).items():
         if isinstance(values, dict):
             print(f"{'retention':>15} {which}: loglik/token {values['loglik_per_token']:.3f}, format-following {values['format_following']:.3f}", file=sys.stderr)

@@ -1,7 +1,6 @@
 """fetch@<task>: read the task's source into normalised documents (data/raw/<task>.jsonl)."""
 
 import sys
-from pathlib import Path
 
 from perpetual import paths
 from perpetual.cli import stage_args
@@ -14,7 +13,7 @@ from perpetual.sources import fetch
 def main() -> None:
     args, params = stage_args(__doc__, task=True)
 
-    report = fetch(args.task, params.fetch.sources[args.task], cache_dir=Path("data/cache/git"))
+    report = fetch(args.task, params.fetch.sources[args.task], cache_dir=paths.git_cache())
     for source, reason in sorted(report.skipped.items()):
         print(f"skipped {source}: {reason}", file=sys.stderr)
 

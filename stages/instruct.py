@@ -52,7 +52,7 @@ def main() -> None:
 
     model, tokenizer = load_local(base)
     kernels = report_kernels(model)
-    train_params = instruct_train_params(settings, params.train.template)
+    train_params = instruct_train_params(settings, params.train)
     template = make_template(train_params.template, tokenizer, f"model {args.model!r}")
     examples = training_examples(instruct_rows(settings), template)
     output_dir = paths.checkpoints("instruct", args.model) / run_key(train_params, examples, model.config.to_dict())

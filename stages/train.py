@@ -6,7 +6,6 @@ configs/accelerate/ddp.yaml -m stages.train ...`); only the main process writes 
 
 import shutil
 import sys
-from pathlib import Path
 
 import datasets
 
@@ -41,7 +40,7 @@ def main() -> None:
     examples = training_examples(select_rows(rows, settings, replay_rows(settings), settings.seed), template)
 
     output_dir = paths.checkpoints(args.task, args.model) / run_key(settings, examples, model.config.to_dict())
-    curve = loss_curve(Path("dvclive/train") / cell)
+    curve = loss_curve(paths.loss_curve(args.task, args.model))
     trainer, summary = train(model, tokenizer, examples, settings, output_dir, template, [curve])
     save_trained(trainer, paths.trained_model(args.task, args.model))
     if is_main_process():

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
+from teacher_support import SECRET
 
 from perpetual.testing.fake_openai import FakeOpenAI
-from teacher_support import SECRET
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ CHATML = (
 )
 
 
-def tiny_tokenizer(chat: bool = False):  # type: ignore[no-untyped-def]
+def tiny_tokenizer(chat: bool = False):
     """A byte-level BPE tokenizer trained in milliseconds; with `chat`, ChatML special tokens and template."""
     from perpetual.config import TokenizerParams
     from perpetual.models import train_tokenizer
@@ -38,14 +38,14 @@ def tiny_tokenizer(chat: bool = False):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def alpaca():  # type: ignore[no-untyped-def]
+def alpaca():
     from perpetual.templates import make_template
 
     return make_template("alpaca", tiny_tokenizer())
 
 
 @pytest.fixture(scope="session")
-def chat():  # type: ignore[no-untyped-def]
+def chat():
     from perpetual.templates import make_template
 
     return make_template("chat", tiny_tokenizer(chat=True))

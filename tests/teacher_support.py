@@ -9,6 +9,7 @@ from perpetual.config import TeacherParams
 from perpetual.records import Chunk
 from perpetual.teacher.openai_backend import OpenAITeacher
 from perpetual.testing.fake_openai import FakeOpenAI
+from perpetual.testing.params import section
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-SECRET-123"
@@ -33,4 +34,4 @@ def make_teacher(server: FakeOpenAI, cache_dir: Path, **overrides: Any) -> OpenA
     )
     settings.update(overrides)
     # Tiny backoff keeps retries fast; Retry-After from the server is still honoured as sent.
-    return OpenAITeacher.from_params(TeacherParams(**settings), backoff_base_s=0.01, backoff_max_s=0.05, show_progress=False)
+    return OpenAITeacher.from_params(section(TeacherParams, "generate.teacher", **settings), backoff_base_s=0.01, backoff_max_s=0.05, show_progress=False)

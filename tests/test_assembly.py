@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from perpetual.assembly import interleave
 from perpetual.records import Chunk, Flashcard
-from perpetual.templates import ALPACA_TEMPLATE, Template, make_template
+from perpetual.templates import ALPACA_TEMPLATE, Template
 from perpetual.training import training_examples
 
 

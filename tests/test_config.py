@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perpetual.config import CatalogueSource, LocalSource, Params, PapersSource, load_params, parse_params
+from perpetual.config import CatalogueSource, LocalSource, PapersSource, Params, load_params, parse_params
 from perpetual.errors import USER_ERROR_EXIT_CODE, UserError, exits_cleanly
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,3 +201,35 @@ def test_bad_task_override_is_a_one_line_error_naming_it(overrides: dict, named:
     with pytest.raises(UserError) as caught:
         parse_params(_params_with_train(task_overrides=overrides))
     assert named in str(caught.value) and "\n" not in str(caught.value)
+
+
+def _settings(tree: dict, prefix: str = "") -> list[str]:
+    """Every setting of the stage sections, as dotted keys; per-entry specs (a source, a model) are not settings."""
+    keys = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if dotted in ("fetch.sources", "base.models", "train.task_overrides"):
+            keys.append(dotted)
+        elif isinstance(value, dict) and value:
+            keys.extend(_settings(value, dotted + "."))
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def test_every_setting_is_written_in_params_yaml_and_a_missing_one_is_named(raw: dict) -> None:
+    settings = _settings(raw)
+    assert len(settings) > 80 and "train.save_steps" in settings and "generate.teacher.cache_dir" in settings
+    for dotted in settings:
+        trimmed = copy.deepcopy(raw)
+        *parents, last = dotted.split(".")
+        holder = trimmed
+        for part in parents:
+            holder = holder[part]
+        del holder[last]
+        assert f"missing required key '{dotted}'" in _error_for(trimmed), dotted
+
+
+def test_a_misspelt_setting_suggests_the_right_one(raw: dict) -> None:
+    raw["train"]["save_stpes"] = raw["train"].pop("save_steps")
+    assert _error_for(raw).startswith("params.yaml: unknown key 'train.save_stpes'; check its spelling (did you mean 'train.save_steps'?)")

@@ -20,8 +20,9 @@ from __future__ import annotations
 import ast
 import copy
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pytest
 import yaml

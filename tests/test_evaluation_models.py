@@ -24,12 +24,12 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def tokenizer():  # type: ignore[no-untyped-def]
+def tokenizer():
     return train_tokenizer(TEXTS, TokenizerParams(vocab_size=300, min_frequency=1))
 
 
 @pytest.fixture(scope="module", params=["gemma", "mamba2"])
-def model(request, tokenizer):  # type: ignore[no-untyped-def]
+def model(request, tokenizer):
     spec = (
         TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64)
         if request.param == "gemma"
@@ -47,7 +47,7 @@ def _mcqs() -> list[Mcq]:
     ]
 
 
-def _continuation_loglik(model, tokenizer, context: str, continuation: str) -> float:  # type: ignore[no-untyped-def]
+def _continuation_loglik(model, tokenizer, context: str, continuation: str) -> float:
     """log p(continuation | context) the way lm-eval defines it: trailing context whitespace moves to the
     continuation, the pair is encoded whole and split at the context's length."""
     spaces = len(context) - len(context.rstrip())
@@ -67,7 +67,7 @@ def test_task_manager_is_built_once_without_lm_evals_builtin_tasks() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["letter", "cloze"])
-def test_score_matches_direct_loglikelihoods(model, tokenizer, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+def test_score_matches_direct_loglikelihoods(model, tokenizer, tmp_path: Path, fmt: str) -> None:
     retrieved = {"m1": {"contexts": ["The Nova weighs 1336 grams."]}}
     items = build_items(_mcqs(), "rag", fmt, retrieved, "Context:\n{context}\n\n", make_template("alpaca", tokenizer))
     write_jsonl(tmp_path / "items.jsonl", items)
@@ -81,7 +81,7 @@ def test_score_matches_direct_loglikelihoods(model, tokenizer, tmp_path: Path, f
         assert row["acc_norm"] == float(row["pred_norm"] == item["gold"])  # our pred_norm is lm-eval's acc_norm choice
 
 
-def test_batch_size_does_not_change_predictions(model, tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_batch_size_does_not_change_predictions(model, tokenizer, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "items.jsonl", build_items(_mcqs() * 3, "base", "cloze", {}, "{context}", make_template("alpaca", tokenizer)))
     config = [task_config("perpetual_test_bs", tmp_path / "items.jsonl")]
     one, many = score(model, tokenizer, config, batch_size=1), score(model, tokenizer, config, batch_size=8)
@@ -96,11 +96,11 @@ def _instructions() -> list[Instruction]:
 
 
 @pytest.fixture(scope="module")
-def template(tokenizer):  # type: ignore[no-untyped-def]
+def template(tokenizer):
     return make_template("alpaca", tokenizer)
 
 
-def test_reference_loglik_is_teacher_forced_reference_plus_eos(model, tokenizer, template) -> None:  # type: ignore[no-untyped-def]
+def test_reference_loglik_is_teacher_forced_reference_plus_eos(model, tokenizer, template) -> None:
     items = _instructions()
     batched = reference_loglik(model, tokenizer, items, template, batch_size=8)
     for (total, count), item in zip(batched, items):
@@ -113,7 +113,7 @@ def test_reference_loglik_is_teacher_forced_reference_plus_eos(model, tokenizer,
         assert total == pytest.approx(expected, abs=1e-3)  # right padding in the batch changes nothing
 
 
-def test_greedy_answers_do_not_depend_on_batching(model, tokenizer, template) -> None:  # type: ignore[no-untyped-def]
+def test_greedy_answers_do_not_depend_on_batching(model, tokenizer, template) -> None:
     prompts = [template.instruction(item.instruction) for item in _instructions()]
     together = greedy_answers(model, tokenizer, prompts, template, max_new_tokens=12, batch_size=8)
     alone = [greedy_answers(model, tokenizer, [prompt], template, max_new_tokens=12, batch_size=1)[0] for prompt in prompts]
@@ -121,7 +121,7 @@ def test_greedy_answers_do_not_depend_on_batching(model, tokenizer, template) ->
     assert tokenizer.padding_side == "right"  # restored after left-padded generation
 
 
-def test_measure_and_summary(model, tokenizer, template) -> None:  # type: ignore[no-untyped-def]
+def test_measure_and_summary(model, tokenizer, template) -> None:
     measured = measure(model, tokenizer, _instructions(), template, max_new_tokens=6, batch_size=2)
     result = summary(measured)
     assert result["n"] == 3

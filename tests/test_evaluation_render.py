@@ -103,3 +103,13 @@ def test_task_names_and_condition_models() -> None:
     names = {task_name("code", c, f) for c in ("base", "fine-tuned", "rag", "fine-tuned+rag") for f in ("letter", "cloze")}
     assert len(names) == 8
     assert [condition_model(c) for c in ("base", "rag", "fine-tuned", "fine-tuned+rag")] == ["base", "base", "fine-tuned", "fine-tuned"]
+
+
+def test_one_table_of_conditions_drives_selection() -> None:
+    from perpetual.conditions import BY_NAME, selected
+    from perpetual.errors import UserError
+
+    assert [c.name for c in selected(["rag", "base"])] == ["base", "rag"]  # the table's order
+    assert BY_NAME["fine-tuned"].verdict == "learned" and BY_NAME["rag"].verdict != "learned"
+    with pytest.raises(UserError, match="unknown condition.*'oracel'"):
+        selected(["base", "oracel"])

@@ -13,6 +13,7 @@ from perpetual import paths
 from perpetual.config import TinyGemma, TokenizerParams
 from perpetual.io import read_jsonl, write_jsonl
 from perpetual.models import build_tiny, train_tokenizer
+from perpetual.testing.params import params_dict
 
 CONDITIONS = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
 
@@ -39,12 +40,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_jsonl(root / "data/retrieved/demo.jsonl", [{"mcq_id": m["mcq_id"], "contexts": [f"Item {i} weighs {1000 + 7 * i} grams." for i in range(2)],
                                                       "chunk_ids": ["c0", "c1"], "source_retrieved": True} for m in mcqs])  # fmt: skip
     write_jsonl(root / "data/retention/general_instructions.jsonl", [{"instruction": f"Say {i}.", "input": "", "output": f"{i}."} for i in range(5)])
-    params = {
+    params = params_dict({
         "pipeline": {"tasks": ["demo"], "models": ["tiny"], "seed": 0},
         "fetch": {"sources": {"demo": {"kind": "local", "path": "src"}}},
         "base": {"models": {"tiny": spec.model_dump()}},
+        "train": {"task_overrides": {}},
         "evaluate": {"batch_size": 4, "bootstrap_samples": 100, "retention": {"max_new_tokens": 6}},
-    }
+    })  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from perpetual.records import LETTERS
-from perpetual.testing.fake_openai import Fault, FakeOpenAI
+from perpetual.testing.fake_openai import FakeOpenAI, Fault
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-SECRET-stage-987"

@@ -17,6 +17,7 @@ from transformers import MambaConfig, MambaForCausalLM
 from perpetual.config import TinyGemma, TinyMamba2, TokenizerParams
 from perpetual.errors import UserError
 from perpetual.models import build_tiny, train_tokenizer
+from perpetual.testing.params import params_dict
 from perpetual.training import lora_capable_modules, lora_target_modules
 
 FACTS = [
@@ -29,7 +30,7 @@ TINY = {
 }  # fmt: skip
 
 
-def tiny_mamba_v1(tokenizer) -> MambaForCausalLM:  # type: ignore[no-untyped-def]
+def tiny_mamba_v1(tokenizer) -> MambaForCausalLM:
     """Mamba v1, the architecture of the paper's state-spaces/mamba-2.8b-hf, at toy size."""
     torch.manual_seed(0)
     config = MambaConfig(
@@ -40,12 +41,12 @@ def tiny_mamba_v1(tokenizer) -> MambaForCausalLM:  # type: ignore[no-untyped-def
 
 
 @pytest.fixture(scope="module")
-def tokenizer():  # type: ignore[no-untyped-def]
+def tokenizer():
     return train_tokenizer([text for fact in FACTS for text in fact] * 4, TokenizerParams(vocab_size=300, min_frequency=1))
 
 
 @pytest.fixture(scope="module")
-def models(tokenizer):  # type: ignore[no-untyped-def]
+def models(tokenizer):
     return {
         "mamba2": build_tiny(TinyMamba2(**TINY["tiny-mamba2"]), tokenizer, 0),
         "gemma": build_tiny(TinyGemma(**TINY["tiny-gemma"]), tokenizer, 0),
@@ -54,7 +55,7 @@ def models(tokenizer):  # type: ignore[no-untyped-def]
     }
 
 
-def test_auto_targets_every_module_peft_accepts_per_family(models) -> None:  # type: ignore[no-untyped-def]
+def test_auto_targets_every_module_peft_accepts_per_family(models) -> None:
     attention = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
     assert lora_target_modules(models["gemma"], "auto") == attention
     assert lora_target_modules(models["llama"], "auto") == attention
@@ -68,7 +69,7 @@ def test_auto_targets_every_module_peft_accepts_per_family(models) -> None:  # t
     [("mamba2", "out_proj", "PEFT refuses LoRA on 'out_proj' for mamba2"), ("mamba", "conv1d", "PEFT refuses LoRA on 'conv1d' for mamba"),
      ("gemma", "in_proj", "gemma has no linear module named 'in_proj'")],
 )  # fmt: skip
-def test_a_wrong_module_is_one_line_naming_it_and_the_usable_ones(models, family: str, module: str, reason: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_module_is_one_line_naming_it_and_the_usable_ones(models, family: str, module: str, reason: str) -> None:
     with pytest.raises(UserError) as caught:
         lora_target_modules(models[family], [module])
     message = str(caught.value)
@@ -76,7 +77,7 @@ def test_a_wrong_module_is_one_line_naming_it_and_the_usable_ones(models, family
 
 
 # ---------------------------------------------------------------- through the stages
-def project(root: Path, tokenizer, spec: dict, lora: dict) -> None:  # type: ignore[no-untyped-def]
+def project(root: Path, tokenizer, spec: dict, lora: dict) -> None:
     rows = []
     for index, (text, question, answer) in enumerate(FACTS):
         rows.append({"type": "doc", "chunk_id": f"c{index}", "instruction": "", "input": "", "text": text})
@@ -88,13 +89,14 @@ def project(root: Path, tokenizer, spec: dict, lora: dict) -> None:  # type: ign
     instruct.mkdir(parents=True)
     (instruct / "alpaca.jsonl").write_text(json.dumps({"instruction": "Say hi.", "input": "", "output": "Hi!"}) + "\n")
     (instruct / "mcq.jsonl").write_text("")
-    params = {
+    params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["m"]},
         "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
         "base": {"models": {"m": spec}, "tokenizer": {"vocab_size": 300, "min_frequency": 1}},
         "instruct": {"enabled": False},
-        "train": {"method": "lora", "lora": lora, "epochs": 1, "learning_rate": 1e-2, "batch_size": 2, "max_length": 256, "logging_steps": 1},
-    }
+        "train": {"method": "lora", "lora": lora, "epochs": 1, "learning_rate": 1e-2, "batch_size": 2, "gradient_accumulation_steps": 1,
+                  "max_length": 256, "logging_steps": 1, "replay": {"fraction": 0.0}, "task_overrides": {}},
+    })  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
 
@@ -105,7 +107,7 @@ def run_stage(module: str, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
 
 
 @pytest.mark.parametrize("family", ["tiny-mamba2", "tiny-gemma", "mamba-v1-pretrained"])
-def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(1)
     if family == "mamba-v1-pretrained":  # a Mamba v1 folder on disk, loaded as any pretrained model is
         folder = tmp_path / "hub" / "tiny-mamba"
@@ -127,8 +129,8 @@ def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path
     assert not (tmp_path / "models/t-m/adapter_config.json").exists() and merged["model_type"] in {"mamba2", "gemma", "mamba"}
 
 
-def test_a_wrong_module_stops_the_train_stage_with_one_line(tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    project(tmp_path, tokenizer, TINY["tiny-mamba2"], {"target_modules": ["out_proj"]})
+def test_a_wrong_module_stops_the_train_stage_with_one_line(tokenizer, tmp_path: Path) -> None:
+    project(tmp_path, tokenizer, TINY["tiny-mamba2"], {"target_modules": ["out_proj"]})  # r, alpha, dropout: params.yaml's
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for stage, args in (("stages.base", ["--model", "m"]), ("stages.instruct", ["--model", "m"])):
         subprocess.run([sys.executable, "-m", stage, *args], cwd=tmp_path, check=True, capture_output=True, env=env)

@@ -21,8 +21,8 @@ def small_params() -> dict:
     params["fetch"]["sources"]["code"]["include"] = ["brindlewick/kiln.py", "brindlewick/constants.py"]
     params["fetch"]["sources"]["products"]["max_products"] = 40
     params["generate"]["max_mcqs_per_task"] = 40
-    for spec in params["base"]["models"].values():
-        spec.update({"hidden_size": 64, "num_hidden_layers": 1})
+    for name in params["pipeline"]["models"]:
+        params["base"]["models"][name].update({"hidden_size": 64, "num_hidden_layers": 1})
     params["base"]["tokenizer"]["vocab_size"] = 512
     params["train"].update({"epochs": 1, "save_steps": 5})
     params["instruct"]["epochs"] = 1

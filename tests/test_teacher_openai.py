@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-
 import pytest
+from teacher_support import REPO, SECRET, make_chunks, make_teacher
 
 from perpetual.config import TeacherParams
 from perpetual.errors import UserError
@@ -16,7 +16,7 @@ from perpetual.records import Chunk
 from perpetual.teacher.base import GenerationResult
 from perpetual.teacher.openai_backend import OpenAITeacher, _Pacer
 from perpetual.testing.fake_openai import FakeOpenAI, Fault
-from teacher_support import REPO, SECRET, make_chunks, make_teacher
+from perpetual.testing.params import section
 
 STATS_KEYS = {"requests", "cache_hits", "failures", "prompt_tokens", "completion_tokens", "cost_usd"}
 
@@ -142,7 +142,7 @@ def test_duplicate_and_prefixed_options_are_passed_through(server: FakeOpenAI, t
 def test_missing_key_is_a_one_line_user_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(UserError) as error:
-        OpenAITeacher.from_params(TeacherParams(backend="openai", cache_dir=str(tmp_path), prompts_dir=str(REPO / "prompts")))
+        OpenAITeacher.from_params(section(TeacherParams, "generate.teacher", backend="openai", cache_dir=str(tmp_path), prompts_dir=str(REPO / "prompts")))
     message = str(error.value)
     assert "export OPENAI_API_KEY" in message and "backend: offline" in message and "\n" not in message
 

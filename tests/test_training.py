@@ -6,8 +6,9 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import datasets
 import pytest
@@ -21,6 +22,7 @@ from perpetual.errors import UserError
 from perpetual.mcq_format import render
 from perpetual.models import build_tiny, load_local, load_pretrained, train_tokenizer
 from perpetual.templates import Template, make_template
+from perpetual.testing.params import params_dict, section
 from perpetual.training import (
     build_trainer,
     instruct_rows,
@@ -49,7 +51,7 @@ FACTS = [
 def fast(**overrides: Any) -> TrainParams:
     # Steps of 4 rows in micro-batches of 2 (batch_rebalance groups them by length): 2 steps an epoch on 8 rows.
     settings = {"epochs": 2, "learning_rate": 1e-2, "batch_size": 2, "gradient_accumulation_steps": 2, "max_length": 512, "save_steps": 2, "logging_steps": 1}
-    return TrainParams(**{**settings, **overrides})
+    return section(TrainParams, "train", **{**settings, "task_overrides": {}, "replay": {"fraction": 0.0}, **overrides})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -136,14 +138,15 @@ def test_replay_rows_are_added_in_the_asked_fraction(rows: list[dict[str, Any]],
 
 
 def test_instruct_rows_cover_world_alpaca_and_mcq(template: Template) -> None:
-    settings = InstructParams(enabled=True)  # the shipped data/instruct files
+    settings = section(InstructParams, "instruct", enabled=True)  # the shipped data/instruct files
     rows = instruct_rows(settings)
     kinds = {kind: sum(row["type"] == kind for row in rows) for kind in ("doc", "alpaca", "mcq")}
     assert kinds["doc"] >= 3 and kinds["alpaca"] >= 100 and kinds["mcq"] >= 100
     closed = {f" {letter}{template.eos_token}" for letter in "ABCD"}
     assert all(training_example(row, template)["completion"] in closed for row in rows if row["type"] == "mcq")
-    converted = instruct_train_params(settings.model_copy(update={"epochs": 5}), "chat")
+    converted = instruct_train_params(settings.model_copy(update={"epochs": 5}), fast(template="chat", gradient_checkpointing=True))
     assert converted.epochs == 5 and converted.loss == "completion" and converted.template == "chat"
+    assert converted.gradient_checkpointing and converted.replay.fraction == 0  # train's trainer settings, no replay
     with pytest.raises(UserError, match="instruct.world"):
         instruct_rows(settings.model_copy(update={"world": "no/such/world.md"}))
 
@@ -178,7 +181,7 @@ def test_lora_trains_and_merges(base_dir: Path, examples: list[dict[str, str]], 
 
 
 class CrashAfterCheckpoint(TrainerCallback):
-    def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_save(self, args, state, control, **kwargs):
         raise KeyboardInterrupt  # the checkpoint is complete on disk when on_save runs, as in a kill -9 here
 
 
@@ -251,13 +254,13 @@ def project(tmp_path: Path, base_dir: Path, rows: list[dict[str, Any]], monkeypa
     (instruct / "world.md").write_text("# Calloway Reach\n\nIts capital is Harrowmouth.\n\n## Trade\n\nSaltcombe pans salt.\n")
     (instruct / "alpaca.jsonl").write_text(json.dumps(ALPACA) + "\n")
     (instruct / "mcq.jsonl").write_text(json.dumps(MCQ) + "\n")
-    params = {
+    params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["tiny"]},
         "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
         "base": {"models": {"tiny": {"kind": "tiny-llama"}}},
-        "instruct": {"enabled": False, "epochs": 1, "batch_size": 4, "max_length": 512},
+        "instruct": {"enabled": False, "epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 1, "max_length": 512},
         "train": {**fast().model_dump(exclude={"lora", "replay"}), "replay": {"fraction": 0.2}},
-    }
+    })
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     # A fresh repository without commits, as `git init && dvc init && dvc repro` leaves it (dvclive once crashed here).
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)

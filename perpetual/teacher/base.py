@@ -6,8 +6,9 @@ checks leakage for every backend alike, so the rules cannot drift between backen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 from perpetual.records import Chunk
 

@@ -14,15 +14,15 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Union
 
 CACHE_FORMAT = 1
 # Temp files older than this were left by a killed run; younger ones may belong to a run still writing.
 STALE_TEMP_AGE_S = 3600.0
 
-KeyField = Union[str, int, float, bool, None]
+KeyField = str | int | float | bool | None
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,13 @@ def cache_key(fields: Mapping[str, KeyField]) -> str:
 class ResponseCache:
     """Reads and writes one JSON file per key under `root/<first two hex digits>/<key>.json`."""
 
-    def __init__(self, root: Union[str, Path]) -> None:
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> Optional[CachedResponse]:
+    def get(self, key: str) -> CachedResponse | None:
         """The stored response, or None when absent, unreadable, partial or of another format (a miss)."""
         try:
             record = json.loads(self.path(key).read_text(encoding="utf-8"))
@@ -61,7 +61,7 @@ class ResponseCache:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def put(self, key: str, response: CachedResponse, info: Optional[Mapping[str, KeyField]] = None) -> None:
+    def put(self, key: str, response: CachedResponse, info: Mapping[str, KeyField] | None = None) -> None:
         """Store atomically: readers see the old file, no file, or the whole new one, never a prefix.
 
         `info` is non-secret context (model, kind, chunk id) kept only to make the files readable by people.

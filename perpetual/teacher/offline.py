@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Sequence
 
 from perpetual.records import Chunk, content_id
 from perpetual.teacher.base import FlashcardDraft, GenerationResult, McqDraft

@@ -20,12 +20,13 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from itertools import chain
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion
@@ -223,7 +224,7 @@ class _Pacer:
 class _Budget:
     """Reserves each request's estimated cost before it is sent; once one does not fit, no request does."""
 
-    def __init__(self, limit_usd: Optional[float]) -> None:
+    def __init__(self, limit_usd: float | None) -> None:
         self._limit = limit_usd
         self._lock = threading.Lock()
         self._spent = 0.0
@@ -296,7 +297,7 @@ def _is_transient(error: BaseException) -> bool:
     return False
 
 
-def _retry_after_s(error: BaseException) -> Optional[float]:
+def _retry_after_s(error: BaseException) -> float | None:
     """Seconds the server asked us to wait (Retry-After-Ms, Retry-After as seconds or HTTP date), if any."""
     response = getattr(error, "response", None)
     if response is None:
@@ -318,7 +319,7 @@ def _retry_after_s(error: BaseException) -> Optional[float]:
     return None
 
 
-def _fatal(error: openai.APIStatusError, detail: str) -> Optional[UserError]:
+def _fatal(error: openai.APIStatusError, detail: str) -> UserError | None:
     """Errors that would fail every chunk alike: stop the run with one line instead of N failures."""
     if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
         return UserError(f"the teacher API refused the key ({error.status_code}: {detail}); check OPENAI_API_KEY")
@@ -354,16 +355,16 @@ class _Reply:
     content: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: Optional[str]
-    refusal: Optional[str]
+    finish_reason: str | None
+    refusal: str | None
 
 
 @dataclass(frozen=True)
 class _Outcome:
     job: _Job
-    items: Optional[list[dict[str, Any]]]
-    failure: Optional[str]
-    new_reply: Optional[CachedResponse] = None  # a validated reply the main thread has yet to cache
+    items: list[dict[str, Any]] | None
+    failure: str | None
+    new_reply: CachedResponse | None = None  # a validated reply the main thread has yet to cache
 
 
 class OpenAITeacher:
@@ -374,7 +375,7 @@ class OpenAITeacher:
         params: TeacherParams,
         *,
         api_key: str,
-        base_url: Optional[str] = None,
+        base_url: str | None = None,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
         show_progress: bool = True,
@@ -399,7 +400,7 @@ class OpenAITeacher:
         self._token_pacer = self._pacer(params.tokens_per_minute)
 
     @classmethod
-    def from_params(cls, params: TeacherParams, **options: Any) -> "OpenAITeacher":
+    def from_params(cls, params: TeacherParams, **options: Any) -> OpenAITeacher:
         """Build from params; the key is read from OPENAI_API_KEY only, never from params files."""
         api_key = os.environ.get("OPENAI_API_KEY", "").strip()
         if not api_key:
@@ -526,7 +527,7 @@ class OpenAITeacher:
             info = {"model": self.params.model, "kind": job.kind, "chunk_id": job.chunk_id}
             self.cache.put(job.key, outcome.new_reply, info)
 
-    def _from_cache(self, job: _Job) -> Optional[_Outcome]:
+    def _from_cache(self, job: _Job) -> _Outcome | None:
         cached = self.cache.get(job.key)
         if cached is None:
             return None
@@ -540,7 +541,7 @@ class OpenAITeacher:
     def _ask(self, job: _Job) -> _Outcome:
         """Request until a reply passes validation, feeding each rejection back, up to max_retries times."""
         messages = job.messages
-        error: Optional[InvalidResponse] = None
+        error: InvalidResponse | None = None
         for _ in range(self.params.max_retries + 1):
             try:
                 reply = self._request(job, messages)
@@ -675,7 +676,7 @@ class OpenAITeacher:
             + completion_tokens / 1000 * self.params.price_per_1k_output_usd
         )
 
-    def _pacer(self, per_minute: Optional[int]) -> Optional[_Pacer]:
+    def _pacer(self, per_minute: int | None) -> _Pacer | None:
         return _Pacer(per_minute / 60.0, self._abort) if per_minute else None
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from perpetual.records import LETTERS, Flashcard, Mcq, content_id
 from perpetual.teacher.base import FlashcardDraft, McqDraft
@@ -197,7 +197,7 @@ def mcq_set_metrics(mcqs: Sequence[Mcq]) -> dict[str, float]:
     """Biases a lazy strategy could exploit: letter skew and how often the longest option is the correct one."""
     if not mcqs:
         return {"mcqs": 0}
-    counts = Counter(mcq["answer"] for mcq in mcqs)
+    counts: Counter[str] = Counter(mcq["answer"] for mcq in mcqs)
     shares = {letter: counts.get(letter, 0) / len(mcqs) for letter in LETTERS}
     longest_correct = sum(
         1 for mcq in mcqs if max(range(4), key=lambda i: len(mcq["options"][i])) == LETTERS.index(mcq["answer"])

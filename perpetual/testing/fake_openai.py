@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 FaultKind = Literal[
     "rate_limit",  # 429 with a Retry-After header
@@ -44,18 +44,18 @@ FALLBACK_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf
 @dataclass
 class Fault:
     kind: FaultKind
-    times: Optional[int] = 1  # how many matching requests it hits; None: every one
+    times: int | None = 1  # how many matching requests it hits; None: every one
     retry_after_s: float = 0.05
     hang_s: float = 30.0
-    item_kind: Optional[str] = None  # only "flashcards" or "mcq" requests
-    match: Optional[str] = None  # only requests whose user message contains this text
+    item_kind: str | None = None  # only "flashcards" or "mcq" requests
+    match: str | None = None  # only requests whose user message contains this text
 
 
 def prompt_hash(messages: list[dict[str, Any]]) -> str:
     """Identifies a prompt across its retries: the system message and the first user message."""
     system = next((str(m.get("content")) for m in messages if m.get("role") == "system"), "")
     user = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
-    return hashlib.sha256(f"{system}\x1f{user}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{system}\x1f{user}".encode()).hexdigest()
 
 
 class FakeOpenAI:
@@ -76,7 +76,7 @@ class FakeOpenAI:
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), name="fake-openai", daemon=True)
 
     # ------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         self.start()
         return self
 
@@ -94,7 +94,7 @@ class FakeOpenAI:
     @property
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host!s}:{port}/v1"
 
     # ------------------------------------------------------------ knobs and counters
     def inject(self, fault: Fault) -> None:
@@ -118,7 +118,7 @@ class FakeOpenAI:
             self.authorizations.clear()
 
     # ------------------------------------------------------------ request handling (called by the handler)
-    def record(self, body: dict[str, Any], authorization: str) -> Optional[Fault]:
+    def record(self, body: dict[str, Any], authorization: str) -> Fault | None:
         """Count the request and take the first fault that matches it, if any."""
         messages = body.get("messages") or []
         kind = request_kind(body)
@@ -162,7 +162,7 @@ def _wanted_count(body: dict[str, Any], kind: str) -> int:
     return min(max(count, 3), 5) if kind == "flashcards" else max(count, 1)
 
 
-def build_content(body: dict[str, Any], fault: Optional[Fault]) -> str:
+def build_content(body: dict[str, Any], fault: Fault | None) -> str:
     messages = body.get("messages") or []
     text = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
     kind = request_kind(body)
@@ -186,7 +186,7 @@ def _flashcard(words: list[str], seed: int, index: int) -> dict[str, Any]:
     return {"question": f"What does the text say about {word} (point {index + 1})?", "answer": f"It discusses {word}."}
 
 
-def _mcq(words: list[str], seed: int, index: int, fault_kind: Optional[str]) -> dict[str, Any]:
+def _mcq(words: list[str], seed: int, index: int, fault_kind: str | None) -> dict[str, Any]:
     correct = words[seed % len(words)]
     distractors = [f"{correct}-not-{n}" for n in range(1, 4)]
     letter_index = seed % 4
@@ -276,7 +276,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _send_json(self, status: int, payload: dict[str, Any], headers: Optional[dict[str, str]] = None) -> None:
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode("utf-8")
         try:
             self.send_response(status)
