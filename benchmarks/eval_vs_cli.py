@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -45,6 +46,7 @@ from perpetual.config import load_params  # noqa: E402
 from perpetual.evaluation import build_items, condition_model, rows_from_samples, task_config, task_manager, task_name  # noqa: E402
 from perpetual.io import read_jsonl, write_jsonl  # noqa: E402
 from perpetual.templates import make_template  # noqa: E402
+from perpetual.testing.params import params_dict  # noqa: E402
 
 INPUTS = ["data/generated", "data/retrieved", "data/retention", "models"]
 
@@ -60,7 +62,7 @@ def build_demo(root: Path) -> tuple[str, str]:
     from perpetual.models import build_tiny, train_tokenizer
 
     facts = [f"The Tellavik model {index} weighs {1000 + 37 * index} grams and ships from Marrowgate." for index in range(40)]
-    mcqs = [
+    mcqs: list[dict[str, Any]] = [
         {"mcq_id": f"m{index}", "chunk_id": f"c{index}", "question": f'What completes "The Tellavik model {index} weighs ___"?',
          "options": [str(1000 + 37 * ((index + shift) % 40)) for shift in range(4)], "answer": "A",
          "cloze_prefix": f"The Tellavik model {index} weighs ", "kind": "number"}
@@ -79,11 +81,12 @@ def build_demo(root: Path) -> tuple[str, str]:
     write_jsonl(root / paths.mcqs("demo"), mcqs)
     write_jsonl(root / paths.retrieved("demo"), [{"mcq_id": m["mcq_id"], "contexts": [facts[int(m["mcq_id"][1:])]], "chunk_ids": [m["chunk_id"]], "source_retrieved": True} for m in mcqs])
     write_jsonl(root / "data/retention/general_instructions.jsonl", [{"instruction": f"What is {i} plus {i}?", "input": "", "output": f"{i} plus {i} is {2 * i}."} for i in range(20)])
-    params = {
+    params = params_dict({
         "pipeline": {"tasks": ["demo"], "models": ["tiny"], "seed": 0},
         "fetch": {"sources": {"demo": {"kind": "local", "path": "src"}}},
         "base": {"models": {"tiny": spec.model_dump()}},
-    }
+        "train": {"task_overrides": {}},
+    })
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return "demo", "tiny"
 
@@ -112,7 +115,7 @@ def model_folders(root: Path, task: str, model: str) -> dict[str, Path]:
     return {"base": root / paths.start_model(model), "fine-tuned": root / paths.trained_model(task, model)}
 
 
-def write_tasks(params, task: str, which: str, folder: Path, tokenizer, mcqs, retrieved, target: Path) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
+def write_tasks(params, task: str, which: str, folder: Path, tokenizer, mcqs, retrieved, target: Path) -> dict[str, tuple[str, str]]:
     """One JSONL + YAML per (condition, format) of model `which`, rendered as stages/evaluate.py renders them (with the
     task's prompt template for this model's tokenizer); returns task name -> (condition, format)."""
     template = make_template(params.train.for_task(task).template, tokenizer, str(folder))
@@ -128,7 +131,7 @@ def write_tasks(params, task: str, which: str, folder: Path, tokenizer, mcqs, re
     return names
 
 
-def compare_cli(root: Path, task: str, model: str, params, mcqs, retrieved, scratch: Path, env: dict[str, str]) -> dict:  # type: ignore[no-untyped-def]
+def compare_cli(root: Path, task: str, model: str, params, mcqs, retrieved, scratch: Path, env: dict[str, str]) -> dict:
     """The evaluate stage (subprocess, with and without retention) vs the lm_eval CLI (one subprocess per model)."""
     from transformers import AutoTokenizer
 
@@ -184,7 +187,7 @@ def compare_cli(root: Path, task: str, model: str, params, mcqs, retrieved, scra
     }
 
 
-def _evaluate(lm, configs: list[dict]) -> tuple[float, dict[str, list[dict]]]:  # type: ignore[no-untyped-def]
+def _evaluate(lm, configs: list[dict]) -> tuple[float, dict[str, list[dict]]]:
     """perpetual.evaluation.score's `evaluate` call with the given LM: (seconds, task name -> samples by doc_id).
     Tasks are loaded before the clock starts (the same work for both LMs)."""
     from lm_eval.evaluator import evaluate
@@ -197,12 +200,12 @@ def _evaluate(lm, configs: list[dict]) -> tuple[float, dict[str, list[dict]]]:  
     return elapsed, {name: sorted(samples, key=lambda s: s["doc_id"]) for name, samples in output["samples"].items()}
 
 
-def _time_method(lm) -> list[float]:  # type: ignore[no-untyped-def]
+def _time_method(lm) -> list[float]:
     """Accumulate the seconds spent in `lm._loglikelihood_tokens` (instance attribute over the class method)."""
     spent = [0.0]
     method = type(lm)._loglikelihood_tokens
 
-    def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def timed(*args, **kwargs):
         start = time.perf_counter()
         try:
             return method(lm, *args, **kwargs)
@@ -213,7 +216,7 @@ def _time_method(lm) -> list[float]:  # type: ignore[no-untyped-def]
     return spent
 
 
-def compare_scoring(root: Path, task: str, model: str, params, mcqs, retrieved, scratch: Path, repeats: int) -> dict:  # type: ignore[no-untyped-def]
+def compare_scoring(root: Path, task: str, model: str, params, mcqs, retrieved, scratch: Path, repeats: int) -> dict:
     """Plain HFLM vs SharedContextHFLM in this process: same model object, tasks, questions and batch size."""
     import logging
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -30,4 +30,4 @@ def exits_cleanly(main: F) -> F:
             print("interrupted: completed work is kept; rerun the same command to resume", file=sys.stderr)
             raise SystemExit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)

@@ -17,6 +17,7 @@ from perpetual.mcq_format import render
 from perpetual.records import Mcq
 from perpetual.templates import Template
 
+
 def condition_model(condition: str) -> str:
     """Which model a condition scores: "base" or "fine-tuned" (perpetual/conditions.py)."""
     return BY_NAME[condition].model

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Literal, TypedDict
 
-LETTERS = ("A", "B", "C", "D")
+Letter = Literal["A", "B", "C", "D"]
+LETTERS: tuple[Letter, ...] = ("A", "B", "C", "D")
 
 
 class Document(TypedDict):
@@ -35,7 +36,7 @@ class Mcq(TypedDict):
     chunk_id: str
     question: str
     options: list[str]  # exactly 4, no letter prefixes
-    answer: Literal["A", "B", "C", "D"]
+    answer: Letter
     # The text the options continue in the cloze format (for offline items, the sentence start they were cut from).
     cloze_prefix: str
     kind: str  # the answer's type (number, name, ...), used to balance letters within each type

@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +105,7 @@ class SharedContextHFLM(HFLM):
                 return None
         return "attention"
 
-    def _loglikelihood_tokens(  # type: ignore[override]
+    def _loglikelihood_tokens(
         self,
         requests: list[Request],
         disable_tqdm: bool = False,
@@ -147,8 +148,9 @@ class SharedContextHFLM(HFLM):
                         self.cache_hook.add_partial("loglikelihood", request_str, answer)
                     progress.update(1)
         progress.close()
-        assert all(result is not None for result in results)
-        return results  # type: ignore[return-value]
+        complete = [result for result in results if result is not None]
+        assert len(complete) == len(results)
+        return complete
 
     @contextmanager
     def _inference(self) -> Iterator[None]:

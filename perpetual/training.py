@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import datasets
 import torch
@@ -29,7 +29,7 @@ from perpetual.config import InstructParams, OptimisationParams, TrainParams
 from perpetual.errors import UserError
 from perpetual.io import atomic_path, read_jsonl
 from perpetual.mcq_format import render
-from perpetual.records import LETTERS, content_id
+from perpetual.records import LETTERS, Mcq, content_id
 from perpetual.templates import Template
 
 
@@ -67,7 +67,7 @@ def training_example(row: dict[str, Any], template: Template) -> dict[str, str]:
     if row["type"] == "doc":
         return {"prompt": "", "completion": row["text"]}
     if row.get("options"):  # an MCQ, taught or replayed
-        rendered = render(row, "letter", template)  # type: ignore[arg-type]
+        rendered = render(cast(Mcq, row), "letter", template)
         return {"prompt": rendered.query, "completion": template.answer(rendered.choices[rendered.gold])}
     return {"prompt": template.instruction(row["instruction"], row["input"]), "completion": template.answer(row["text"])}
 

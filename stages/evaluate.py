@@ -11,8 +11,8 @@ from pathlib import Path
 
 from perpetual import paths
 from perpetual.cli import stage_args
-from perpetual.errors import exits_cleanly
 from perpetual.conditions import selected
+from perpetual.errors import exits_cleanly
 from perpetual.evaluation import build_items, cells_from_predictions, score, task_config, task_name
 from perpetual.io import read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local

@@ -5,8 +5,9 @@ truncation, contexts of different lengths in a batch, and greedy continuations."
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -52,11 +53,11 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def tokenizer():  # type: ignore[no-untyped-def]
+def tokenizer():
     return train_tokenizer(TEXTS, TokenizerParams(vocab_size=300, min_frequency=1))
 
 
-def _build(family: str, tokenizer, **overrides: Any):  # type: ignore[no-untyped-def]
+def _build(family: str, tokenizer, **overrides: Any):
     torch.manual_seed(0)
     ids = {"vocab_size": len(tokenizer), "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
            "bos_token_id": tokenizer.eos_token_id, "tie_word_embeddings": True}  # fmt: skip
@@ -79,7 +80,7 @@ def _build(family: str, tokenizer, **overrides: Any):  # type: ignore[no-untyped
     return model.eval()
 
 
-def _pair(model, tokenizer, batch_size: int, max_length: int | None = MAX_LENGTH) -> tuple[HFLM, SharedContextHFLM]:  # type: ignore[no-untyped-def]
+def _pair(model, tokenizer, batch_size: int, max_length: int | None = MAX_LENGTH) -> tuple[HFLM, SharedContextHFLM]:
     settings = {"pretrained": model, "tokenizer": tokenizer, "batch_size": batch_size, "device": "cpu", "max_length": max_length}
     return HFLM(**settings), SharedContextHFLM(**settings)
 
@@ -128,7 +129,7 @@ def _evaluate(lm: HFLM, configs: list[dict[str, Any]]) -> dict[str, list[dict[st
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma", "mamba2"])
-def test_evaluate_matches_hflm(family: str, tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_evaluate_matches_hflm(family: str, tokenizer, tmp_path: Path) -> None:
     model = _build(family, tokenizer)
     # RAG contexts of different lengths (none, one sentence, three): different context lengths in every batch, and the
     # longest prompts exceed MAX_LENGTH.
@@ -159,7 +160,7 @@ def test_evaluate_matches_hflm(family: str, tokenizer, tmp_path: Path) -> None: 
 # ---- token level: greedy continuations, truncation, duplicates, one-token continuations ---------------------------
 
 
-def _greedy(model, context: list[int], steps: int) -> list[int]:  # type: ignore[no-untyped-def]
+def _greedy(model, context: list[int], steps: int) -> list[int]:
     tokens: list[int] = []
     with torch.no_grad():
         for _ in range(steps):
@@ -167,7 +168,7 @@ def _greedy(model, context: list[int], steps: int) -> list[int]:  # type: ignore
     return tokens
 
 
-def _requests(model, vocab: int, seed: int = 0) -> list[tuple[tuple[str, str], list[int], list[int]]]:  # type: ignore[no-untyped-def]
+def _requests(model, vocab: int, seed: int = 0) -> list[tuple[tuple[str, str], list[int], list[int]]]:
     """Questions of 1..70 context tokens with five options each: the model's greedy continuation (is_greedy true),
     that continuation with its last token changed, random ones of 1-4 tokens, one exact duplicate."""
     rng = random.Random(seed)
@@ -183,7 +184,7 @@ def _requests(model, vocab: int, seed: int = 0) -> list[tuple[tuple[str, str], l
 
 
 @pytest.mark.parametrize("family,overrides", [("llama", {}), ("gemma", {}), ("gpt2", {}), ("mamba2", {}), ("mamba2", {"use_bias": True}), ("mamba", {})])
-def test_tokens_match_hflm(family: str, overrides: dict[str, Any], tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_tokens_match_hflm(family: str, overrides: dict[str, Any], tokenizer) -> None:
     model = _build(family, tokenizer, **overrides)
     requests = _requests(model, len(tokenizer))
     assert any(len(context) + len(continuation) > MAX_LENGTH + 1 for _, context, continuation in requests)
@@ -198,7 +199,7 @@ def test_tokens_match_hflm(family: str, overrides: dict[str, Any], tokenizer) ->
     assert sum(greedy for _, greedy in expected) == 16  # o0 and its duplicate o4; o1 differs in its last token
 
 
-def test_lm_head_runs_only_at_continuation_positions(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_lm_head_runs_only_at_continuation_positions(tokenizer) -> None:
     model = _build("llama", tokenizer)
     requests = _requests(model, len(tokenizer))
     rows: list[int] = []
@@ -212,7 +213,7 @@ def test_lm_head_runs_only_at_continuation_positions(tokenizer) -> None:  # type
     assert sum(rows) == len(contexts) + sum(len(continuation) - 1 for _, _, continuation in requests)
 
 
-def test_cache_hook_receives_every_answer(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_cache_hook_receives_every_answer(tokenizer) -> None:
     model = _build("gemma", tokenizer)
     requests = _requests(model, len(tokenizer), seed=1)
     lm = SharedContextHFLM(pretrained=model, tokenizer=tokenizer, batch_size=2, device="cpu", max_length=MAX_LENGTH)
@@ -229,7 +230,7 @@ def test_cache_hook_receives_every_answer(tokenizer) -> None:  # type: ignore[no
     assert [recorded[request] for request, _, _ in requests] == answers
 
 
-def test_short_sliding_window_falls_back_to_hflm(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_short_sliding_window_falls_back_to_hflm(tokenizer) -> None:
     """A window shorter than the inputs would need HFLM's full-sequence masks: the parent's method runs."""
     model = _build("mistral", tokenizer, sliding_window=8)
     reference_lm, shared_lm = _pair(model, tokenizer, batch_size=3)

@@ -422,9 +422,10 @@ class OpenAITeacher:
     def _plan(self, chunks: Sequence[Chunk], flashcards_per_chunk: int, mcqs_per_chunk: int) -> list[_Job]:
         jobs = []
         for index, chunk in enumerate(chunks):
-            for kind, count in (("flashcards", flashcards_per_chunk), ("mcq", mcqs_per_chunk)):
+            kinds: tuple[tuple[ItemKind, int], ...] = (("flashcards", flashcards_per_chunk), ("mcq", mcqs_per_chunk))
+            for kind, count in kinds:
                 if count > 0:
-                    jobs.append(self._job(index, chunk, kind, count))  # type: ignore[arg-type]
+                    jobs.append(self._job(index, chunk, kind, count))
         return jobs
 
     def _job(self, index: int, chunk: Chunk, kind: ItemKind, count: int) -> _Job:

@@ -185,7 +185,7 @@ def balance_letters(accepted: Sequence[tuple[McqDraft, list[str]]], seed: int) -
                 chunk_id=draft.chunk_id,
                 question=draft.question.strip(),
                 options=ordered,
-                answer=LETTERS[target],  # type: ignore[typeddict-item]
+                answer=LETTERS[target],
                 cloze_prefix=draft.cloze_prefix,
                 kind=draft.kind,
             )
