@@ -44,9 +44,9 @@ REAL_PARAMS := \
 	-S train.learning_rate=5e-4 \
 	-S train.epochs=2 \
 	-S 'train.task_overrides={}' \
-	-S fetch.sources.products.max_products=60 \
-	-S generate.max_mcqs_per_task=40 \
-	-S evaluate.retention.limit=30
+	-S fetch.sources.products.max_products=48 \
+	-S generate.max_mcqs_per_task=36 \
+	-S evaluate.retention.limit=24
 
 run-real: run
 	$(BIN)/dvc exp remove $(REAL_EXPERIMENT) >/dev/null 2>&1 || true
