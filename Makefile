@@ -43,10 +43,13 @@ REAL_PARAMS := \
 	-S train.method=lora \
 	-S train.learning_rate=5e-4 \
 	-S train.epochs=2 \
-	-S 'train.task_overrides={}' \
-	-S fetch.sources.products.max_products=48 \
-	-S generate.max_mcqs_per_task=36 \
-	-S evaluate.retention.limit=24
+	-S train.gradient_accumulation_steps=1 \
+	-S train.task_overrides.code.epochs=2 \
+	-S train.task_overrides.research.epochs=2 \
+	-S 'fetch.sources.code.include=[brindlewick/kiln.py,brindlewick/constants.py,brindlewick/glazier.py,brindlewick/ledger.py]' \
+	-S fetch.sources.products.max_products=32 \
+	-S generate.max_mcqs_per_task=32 \
+	-S evaluate.retention.limit=20
 
 run-real: run
 	$(BIN)/dvc exp remove $(REAL_EXPERIMENT) >/dev/null 2>&1 || true
