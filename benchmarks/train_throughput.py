@@ -1,6 +1,7 @@
 """Tokens/s of the train stage's trainer against a plain SFTTrainer, same tiny model and data, and the loss each reaches.
 
     .venv/bin/python benchmarks/train_throughput.py [--model gemma] [--task products] [--epochs 1] [--threads 0]
+    .venv/bin/python benchmarks/train_throughput.py --model smollm2 --template chat --methods full,lora --epochs 0.1
 
 Data: data/datasets/<task>/train when `dvc repro` has built it, else the same rows built here from data/sources
 (fetch, chunk, offline teacher, interleave). Model: models/start-<model> or models/base-<model> when present, else
@@ -116,13 +117,13 @@ def mean_token_loss(model: Any, dataset: Any, pad_id: int) -> float:
     return total / count
 
 
-def measure(name: str, trainer: Any, epochs: float, pad_id: int) -> dict[str, Any]:
+def measure(name: str, trainer: Any, epochs: float, pad_id: int, with_loss: bool = True) -> dict[str, Any]:
     tokens = epochs * sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     cpu_start = time.process_time()
     result = trainer.train()
     cpu = time.process_time() - cpu_start
     runtime = float(result.metrics["train_runtime"])
-    loss = mean_token_loss(trainer.model, trainer.train_dataset, pad_id)
+    loss = mean_token_loss(trainer.model, trainer.train_dataset, pad_id) if with_loss else float("nan")
     print(f"{name:<32} {runtime:7.1f} s {tokens / runtime:8.0f} tokens/s | CPU {cpu:7.1f} s {tokens / cpu:8.0f} tokens/CPU-s"
           f" | final loss {loss:.4f}", flush=True)
     return {"tokens_per_s": tokens / runtime, "tokens_per_cpu_s": tokens / cpu, "loss": loss}
@@ -188,13 +189,16 @@ def main() -> None:
     parser.add_argument("--task", default="products")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--methods", help="compare the train stage's methods instead of baselines, e.g. full,lora")
+    parser.add_argument("--template", choices=["alpaca", "chat"], help="train.template for this run (default: params.yaml)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     params = load_params(REPO / "params.yaml")
     if args.preset:
         return gpu_preset(args, params)
-    stage = params.train.model_copy(update={"epochs": args.epochs, "save_steps": 10**6, "logging_steps": 10**6})
+    stage = params.train.model_copy(update={"epochs": args.epochs, "save_steps": 10**6, "logging_steps": 10**6,
+                                            "template": args.template or params.train.template})  # fmt: skip
     rows, data_label = training_rows(params, args.task)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -206,6 +210,13 @@ def main() -> None:
         runs = {}
         template = make_template(stage.template, tokenizer)
         rows = training_examples(rows, template)
+        if args.methods:  # e.g. SmolLM2: full fine-tuning vs LoRA, same rows, same trainer settings
+            for method in args.methods.split(","):
+                model, tokenizer = load_local(folder)
+                settings = stage.model_copy(update={"method": method})
+                trainer = build_trainer(model, tokenizer, rows, settings, Path(scratch) / method, template)
+                measure(f"train stage, {method}", trainer, args.epochs, tokenizer.pad_token_id, with_loss=False)
+            return
         trainer = build_trainer(model, tokenizer, rows, stage, Path(scratch) / "stage", template)
         runs["stage"] = measure("train stage (batch_rebalance)", trainer, args.epochs, tokenizer.pad_token_id)
         for name, checkpointing in (("baseline (SFTConfig defaults)", True), ("baseline, checkpointing off", False)):

@@ -1,4 +1,5 @@
-"""LoRA for every model family offered (mamba2, mamba v1, gemma, llama), through the real base and train stages."""
+"""LoRA for every model family offered (mamba2, mamba v1, gemma, llama), through the real base and train stages; and the
+one-line errors for bad model inputs (a wrong LoRA module, a missing GGUF file, `chat` for a model without a template)."""
 
 from __future__ import annotations
 
@@ -129,13 +130,44 @@ def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path
     assert not (tmp_path / "models/t-m/adapter_config.json").exists() and merged["model_type"] in {"mamba2", "gemma", "mamba"}
 
 
-def test_a_wrong_module_stops_the_train_stage_with_one_line(tokenizer, tmp_path: Path) -> None:
-    project(tmp_path, tokenizer, TINY["tiny-mamba2"], {"target_modules": ["out_proj"]})  # r, alpha, dropout: params.yaml's
+def one_line_error(root: Path, *stage_and_args: str) -> str:
+    """Run a stage as a user does; it must stop with exit code 2 and one `error:` line, no traceback."""
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-m", *stage_and_args], cwd=root, capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = [line for line in done.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, done.stderr[-2000:]
+    return lines[0]
+
+
+def prepared(root: Path, tokenizer, spec: dict, lora: dict, **train: object) -> Path:
+    project(root, tokenizer, spec, lora)
+    if train:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["train"].update(train)
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for stage, args in (("stages.base", ["--model", "m"]), ("stages.instruct", ["--model", "m"])):
-        subprocess.run([sys.executable, "-m", stage, *args], cwd=tmp_path, check=True, capture_output=True, env=env)
-    done = subprocess.run([sys.executable, "-m", "stages.train", "--task", "t", "--model", "m"], cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert done.returncode == 2
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: train.lora.target_modules: PEFT refuses LoRA on 'out_proj'") and "['in_proj']" in last
-    assert "Traceback" not in done.stderr
+        subprocess.run([sys.executable, "-m", stage, *args], cwd=root, check=True, capture_output=True, env=env)
+    return root
+
+
+def test_a_wrong_module_stops_the_train_stage_with_one_line(tokenizer, tmp_path: Path) -> None:
+    prepared(tmp_path, tokenizer, TINY["tiny-mamba2"], {"target_modules": ["out_proj"]})  # r, alpha, dropout: params.yaml's
+    line = one_line_error(tmp_path, "stages.train", "--task", "t", "--model", "m")
+    assert line.startswith("error: train.lora.target_modules: PEFT refuses LoRA on 'out_proj'") and "['in_proj']" in line
+
+
+def test_chat_for_a_model_without_a_chat_template_is_one_line(tokenizer, tmp_path: Path) -> None:
+    prepared(tmp_path, tokenizer, TINY["tiny-gemma"], {"target_modules": "auto"}, template="chat")
+    line = one_line_error(tmp_path, "stages.train", "--task", "t", "--model", "m")
+    assert "train.template is chat but model 'm' has no chat template" in line and "train.template: alpaca" in line
+
+
+def test_a_missing_gguf_file_is_one_line_naming_it_and_the_files_there(tokenizer, tmp_path: Path) -> None:
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "other-model.Q4_K_M.gguf").write_bytes(b"GGUF")
+    project(tmp_path, tokenizer, {"kind": "pretrained", "name_or_path": str(folder), "gguf_file": "llama.Q8_0.gguf"}, {"target_modules": "auto"})
+    line = one_line_error(tmp_path, "stages.base", "--model", "m")
+    assert "base.models.m.gguf_file: 'llama.Q8_0.gguf' is not in" in line and "other-model.Q4_K_M.gguf" in line

@@ -76,7 +76,8 @@ def test_full_pipeline_writes_every_cell(project: tuple[Path, dict[str, str]]) -
         assert 0.0 <= row["ci_low"] <= row["acc"] <= row["ci_high"] <= 1.0
         assert row["n"] > 0
     table = (root / "metrics/results.md").read_text()
-    assert "| Task | Model | n | Base model | Fine-tuned | RAG | Fine-tuned + RAG |" in table
+    assert "| Task | Model | Template | n | Base model | Fine-tuned | RAG | Fine-tuned + RAG |" in table
+    assert {row["template"] for row in rows} == {"alpaca"}
     assert (root / "metrics/results.png").stat().st_size > 0
 
 
