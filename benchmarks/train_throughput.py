@@ -78,7 +78,7 @@ def starting_model(params: Params, model: str, rows: list[dict[str, Any]], scrat
     built, tokenizer = make_base(params.base.models[model], texts, params.base.tokenizer, params.pipeline.seed, model)
     built.save_pretrained(str(scratch / "model"))
     tokenizer.save_pretrained(str(scratch / "model"))
-    return scratch / "model", f"tiny {model} preset built here"
+    return scratch / "model", f"{model} from params.yaml, built here"
 
 
 def baseline_trainer(model: Any, tokenizer: Any, rows: list[dict[str, Any]], train: Any, output_dir: Path, checkpointing: bool) -> Any:
