@@ -8,6 +8,20 @@ from teacher_support import SECRET
 from perpetual.testing.fake_openai import FakeOpenAI
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from a second thread, and on a shared machine its barriers cost up to 10x.
+
+    Use it per module with `pytestmark = pytest.mark.usefixtures("one_thread")`; the count is restored after.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     """The project's OpenAI-compatible server on 127.0.0.1, with the test key in the environment."""

@@ -21,6 +21,8 @@ from perpetual.models import build_tiny, train_tokenizer
 from perpetual.testing.params import params_dict
 from perpetual.training import lora_capable_modules, lora_target_modules
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FACTS = [
     ("The Vellum kettle boils in 41 seconds.", "How fast does the Vellum kettle boil?", "41 seconds"),
     ("Brindlewick kilns fire at 1240 degrees.", "At what temperature do Brindlewick kilns fire?", "1240 degrees"),
@@ -109,7 +111,6 @@ def run_stage(module: str, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
 
 @pytest.mark.parametrize("family", ["tiny-mamba2", "tiny-gemma", "mamba-v1-pretrained"])
 def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    torch.set_num_threads(1)
     if family == "mamba-v1-pretrained":  # a Mamba v1 folder on disk, loaded as any pretrained model is
         folder = tmp_path / "hub" / "tiny-mamba"
         tiny_mamba_v1(tokenizer).save_pretrained(str(folder))
