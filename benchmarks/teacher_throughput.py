@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from perpetual.config import TeacherParams  # noqa: E402
 from perpetual.records import Chunk  # noqa: E402
-from perpetual.teacher.openai_backend import OpenAITeacher  # noqa: E402
+from perpetual.teacher.openai_backend import OpenAITeacher, OpenAITransport  # noqa: E402
 from perpetual.testing.params import section  # noqa: E402
 
 REQUESTS_PER_CHUNK = 2  # one flashcard request and one MCQ request
@@ -53,7 +53,7 @@ def run(base_url: str, cache_dir: str, concurrency: int, chunks: list[Chunk]) ->
         TeacherParams, "generate.teacher",
         backend="openai", base_url=base_url, cache_dir=cache_dir, concurrency=concurrency, prompts_dir=str(REPO / "prompts"),
     )  # fmt: skip
-    teacher = OpenAITeacher(params, api_key="sk-bench-not-a-key", base_url=base_url, show_progress=False)
+    teacher = OpenAITeacher(OpenAITransport(params, api_key="sk-bench-not-a-key", base_url=base_url), params, show_progress=False)
     started = time.perf_counter()
     result = teacher.generate(chunks, flashcards_per_chunk=4, mcqs_per_chunk=5)
     return time.perf_counter() - started, result.stats

@@ -33,5 +33,4 @@ def make_teacher(server: FakeOpenAI, cache_dir: Path, **overrides: Any) -> OpenA
         timeout_s=2.0,
     )
     settings.update(overrides)
-    # Tiny backoff keeps retries fast; Retry-After from the server is still honoured as sent.
-    return OpenAITeacher.from_params(section(TeacherParams, "generate.teacher", **settings), backoff_base_s=0.01, backoff_max_s=0.05, show_progress=False)
+    return OpenAITeacher.from_params(section(TeacherParams, "generate.teacher", **settings), show_progress=False)

@@ -14,7 +14,8 @@ from perpetual.config import TeacherParams
 from perpetual.errors import UserError
 from perpetual.records import Chunk
 from perpetual.teacher.base import GenerationResult
-from perpetual.teacher.openai_backend import OpenAITeacher, _Pacer
+from perpetual.teacher.openai_backend import OpenAITeacher
+from perpetual.teacher.runner import Aborted, RateLimit
 from perpetual.testing.fake_openai import FakeOpenAI, Fault
 from perpetual.testing.params import section
 
@@ -180,12 +181,17 @@ def test_budget_stops_cleanly_and_records_the_rest(server: FakeOpenAI, tmp_path:
     assert more.stats["requests"] == len(budget_failures)
 
 
-def test_pacer_spaces_requests() -> None:
-    pacer = _Pacer(rate_per_s=20.0, abort=threading.Event(), burst_s=0.0)
+def test_rate_limit_holds_a_minute_window_and_stops_waiting_on_abort() -> None:
+    abort = threading.Event()
+    limit = RateLimit(per_minute=3, abort=abort)
     started = time.monotonic()
-    for _ in range(5):
-        pacer.acquire(1)
-    assert time.monotonic() - started >= 0.19  # four gaps of 50 ms after the first
+    for _ in range(3):
+        limit.acquire(1)
+    assert time.monotonic() - started < 0.5  # within the limit: no wait
+    threading.Timer(0.3, abort.set).start()
+    with pytest.raises(Aborted):
+        limit.acquire(1)  # the fourth must wait for the window (a minute); the abort ends the wait instead
+    assert 0.25 < time.monotonic() - started < 5.0
 
 
 def test_rate_limited_run_still_covers_everything(server: FakeOpenAI, tmp_path: Path) -> None:

@@ -1,0 +1,84 @@
+"""What a teacher's reply must hold, as pydantic models: one definition gives the JSON schema sent to the model
+(structured outputs, and the schema shown in the prompt) and the validation of what comes back.
+
+A reply that fails validation is asked again with the error fed back (`feedback_message`), so the messages say
+what is wrong in terms the model can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+
+from perpetual.teacher.base import ItemKind
+
+FLASHCARDS_MIN, FLASHCARDS_MAX = 3, 5
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+def _letter(value: object) -> object:
+    # Tolerate "b", "B)" or "(B)": the letter is unambiguous; anything else fails the Literal and is fed back.
+    found = re.fullmatch(r"\s*\(?([A-Da-d])[).:]?\s*", value) if isinstance(value, str) else None
+    return found.group(1).upper() if found else value
+
+
+class _Item(BaseModel):
+    # Strict structured outputs want every property required and nothing extra; forbid gives additionalProperties.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Flashcard(_Item):
+    question: Text
+    answer: Text
+
+
+class Flashcards(_Item):
+    questions: list[Flashcard] = Field(min_length=FLASHCARDS_MIN, max_length=FLASHCARDS_MAX)
+
+
+class Mcq(_Item):
+    question: Text
+    choices: list[Text] = Field(min_length=4, max_length=4)
+    answer: Annotated[Literal["A", "B", "C", "D"], BeforeValidator(_letter)]
+
+
+class Mcqs(_Item):
+    questions: list[Mcq] = Field(min_length=1)
+
+
+REPLIES: dict[ItemKind, type[Flashcards] | type[Mcqs]] = {"flashcards": Flashcards, "mcq": Mcqs}
+
+
+def json_schema(kind: ItemKind) -> dict[str, Any]:
+    return REPLIES[kind].model_json_schema()
+
+
+class InvalidResponse(ValueError):
+    """A reply that breaks the schema; the message is fed back to the model."""
+
+
+def parse_reply(kind: ItemKind, content: str, count: int) -> list[dict[str, Any]]:
+    """The reply's items, validated and stripped, at most `count` of them; InvalidResponse says what is wrong."""
+    try:
+        reply = REPLIES[kind].model_validate_json(content)
+    except ValidationError as error:
+        raise InvalidResponse(_describe(error)) from None
+    return [item.model_dump() for item in reply.questions[:count]]
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for detail in error.errors(include_url=False)[:3]:
+        if detail["type"] == "json_invalid":
+            return f"the reply is not valid JSON ({detail['msg']})"
+        where = ".".join(str(part) for part in detail["loc"]) or "the reply"
+        problems.append(f"{where}: {detail['msg']}")
+    more = error.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+
+
+def feedback_message(error: InvalidResponse) -> str:
+    return f"Your previous reply was rejected: {error}. Reply again with only a JSON object that follows the schema."
