@@ -50,10 +50,16 @@ class GitSource(Strict):
 
 
 class PapersSource(Strict):
-    """A folder of research papers: .pdf, .md and .txt files."""
+    """A folder of research papers: .pdf, .md and .txt files, cleaned as a reader skims (perpetual/papers.py).
+
+    `drop_references`: the bibliography is not knowledge to learn; `drop_appendices`: nor, for some studies, the
+    appendices (proofs, prompts, extra tables).
+    """
 
     kind: Literal["papers"]
     path: str
+    drop_references: bool = True
+    drop_appendices: bool = False
 
 
 class CatalogueSource(Strict):

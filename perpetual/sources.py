@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import math
 import subprocess
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from perpetual import papers
 from perpetual.config import CatalogueSource, GitSource, LocalSource, PapersSource
 from perpetual.errors import UserError
 from perpetual.records import Document, content_id
@@ -22,6 +26,7 @@ from perpetual.records import Document, content_id
 class FetchReport:
     documents: list[Document] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # source path -> reason
+    cleaning: Counter[str] = field(default_factory=Counter)  # what cleaning removed or repaired, summed over documents
 
     def add(self, task: str, source: str, language: str, text: str) -> None:
         if not text.strip():
@@ -118,23 +123,24 @@ def fetch_git(task: str, source: GitSource, cache_dir: Path) -> FetchReport:
     return read_folder(task, checkout, source.include, source.exclude, source.language, f"{source.url}@{resolved[:12]}:")
 
 
-def pdf_text(path: Path) -> str:
-    from pypdf import PdfReader
-
-    reader = PdfReader(str(path))
-    return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
-
-
 def fetch_papers(task: str, source: PapersSource) -> FetchReport:
     root = Path(source.path)
-    report = read_folder(task, root, ["**/*.md", "**/*.txt"], [], "markdown", "")
-    for path in _select_files(root, ["**/*.pdf"], []):
+    options = {"drop_references": source.drop_references, "drop_appendices": source.drop_appendices}
+    texts = read_folder(task, root, ["**/*.md", "**/*.txt"], [], "markdown", "")
+    report = FetchReport(skipped=texts.skipped)
+    for document in texts.documents:
+        text, counts = papers.clean_text(document["text"], **options)
+        report.cleaning.update(counts)
+        report.add(task, document["source"], document["language"], text)
+    for path in tqdm(_select_files(root, ["**/*.pdf"], []), desc=f"fetch {task}: PDFs", unit="file", disable=None):
         relative = path.relative_to(root).as_posix()
         try:
-            text = pdf_text(path)
-        except Exception as error:  # pypdf raises many types for damaged files; any of them means "skip this file"
+            pages = papers.pdf_pages(path)
+        except Exception as error:  # pdfminer raises many types for damaged files; any of them means "skip this file"
             report.skipped[relative] = f"unreadable PDF ({type(error).__name__})"
             continue
+        text, counts = papers.clean_pages(pages, **options)
+        report.cleaning.update(counts)
         report.add(task, relative, "text", text)
     report.documents.sort(key=lambda doc: doc["source"])
     return report

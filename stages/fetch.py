@@ -20,7 +20,12 @@ def main() -> None:
     write_jsonl(paths.raw(args.task), report.documents)
     write_json(
         paths.stage_metrics("fetch", args.task),
-        {"documents": len(report.documents), "skipped": len(report.skipped), "skipped_files": report.skipped},
+        {
+            "documents": len(report.documents),
+            "skipped": len(report.skipped),
+            "skipped_files": report.skipped,
+            "cleaning": dict(sorted(report.cleaning.items())),
+        },
     )
     print(f"fetch {args.task}: {len(report.documents)} documents, {len(report.skipped)} skipped", file=sys.stderr)
 
