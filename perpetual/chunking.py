@@ -22,7 +22,9 @@ def make_splitter(language: str, chunk_size: int, chunk_overlap: int) -> TextSpl
 def chunk_documents(documents: Iterable[Document], chunk_size: int, chunk_overlap: int) -> tuple[list[Chunk], int]:
     """Return the chunks in document order and how many exact duplicate chunks were merged.
 
-    A product is one chunk however long (the paper's products task); code and prose are split by language.
+    A product is one chunk (the paper's products task) unless it is longer than `chunk_size`: then it is split like
+    prose, each piece headed by the product's first line (its title) so that it can still be attributed.
+    Code and prose are split by language.
     """
     splitters: dict[str, TextSplitter] = {}
     chunks: list[Chunk] = []
@@ -30,7 +32,7 @@ def chunk_documents(documents: Iterable[Document], chunk_size: int, chunk_overla
     duplicates = 0
     for document in documents:
         if document["language"] == "product":
-            pieces = [document["text"].strip()]
+            pieces = _product_pieces(document["text"].strip(), chunk_size, chunk_overlap)
         else:
             language = document["language"]
             if language not in splitters:
@@ -48,3 +50,12 @@ def chunk_documents(documents: Iterable[Document], chunk_size: int, chunk_overla
                 Chunk(chunk_id=chunk_id, task=document["task"], source=document["source"], language=document["language"], text=piece)
             )
     return chunks, duplicates
+
+
+def _product_pieces(text: str, chunk_size: int, chunk_overlap: int) -> list[str]:
+    if len(text) <= chunk_size:
+        return [text]
+    title, _, rest = text.partition("\n")
+    room = max(chunk_size - len(title) - 1, chunk_size // 2)  # a title longer than half a chunk is cut with the rest
+    splitter = RecursiveCharacterTextSplitter(chunk_size=room, chunk_overlap=min(chunk_overlap, room // 2))
+    return [f"{title}\n{piece.strip()}" for piece in splitter.split_text(rest) if piece.strip()]

@@ -72,6 +72,9 @@ class CatalogueSource(Strict):
     id_field: str = "product_id"
     text_fields: list[str] = ["title", "description"]
     max_products: int | None = Field(default=None, ge=1)
+    # A line that does not parse (CSV with too many fields, JSONL that is not a JSON object): skipped and counted
+    # in metrics/fetch/<task>.json, or the stage stops naming it.
+    on_malformed: Literal["skip", "error"] = "skip"
 
     @model_validator(mode="after")
     def exactly_one_location(self) -> CatalogueSource:

@@ -6,8 +6,11 @@ silently; a source that yields no document at all is a user error.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import subprocess
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -146,7 +149,8 @@ def fetch_papers(task: str, source: PapersSource) -> FetchReport:
     return report
 
 
-def _load_catalogue_rows(source: CatalogueSource) -> list[dict[str, Any]]:
+def _load_catalogue_rows(task: str, source: CatalogueSource, skipped: dict[str, str]) -> list[dict[str, Any]]:
+    """The catalogue's rows; a malformed line is skipped into `skipped` (named by its line) or stops the stage."""
     if source.hf_dataset is not None:
         import datasets
 
@@ -158,24 +162,69 @@ def _load_catalogue_rows(source: CatalogueSource) -> list[dict[str, Any]]:
                 "local CSV/JSONL/Parquet file and set fetch.sources.<task>.path instead"
             ) from None
         return [dict(row) for row in dataset]
-    import pandas as pd
-
     path = Path(source.path or "")
     if not path.is_file():
-        raise UserError(f"catalogue file {path} does not exist; fix fetch.sources.<task>.path in params.yaml")
-    # Strings as written: a price of "89.30" must not become the float 89.3.
-    readers = {
-        ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
-        ".parquet": pd.read_parquet,
-        ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
-    }
-    reader = readers.get(path.suffix.lower())
-    if reader is None:
-        raise UserError(f"catalogue {path} has an unsupported extension; use .csv, .jsonl or .parquet")
+        raise UserError(f"catalogue file {path} does not exist; fix fetch.sources.{task}.path in params.yaml")
+    malformed: list[tuple[int, str]] = []
+    suffix = path.suffix.lower()
     try:
-        frame = reader(path)
-    except Exception as error:  # pandas parser errors differ per format
+        if suffix == ".jsonl":
+            rows = _read_jsonl(path, malformed)
+        elif suffix == ".csv":
+            rows = _read_csv(path, malformed)
+        elif suffix == ".parquet":
+            import pandas as pd
+
+            rows = pd.read_parquet(path).to_dict(orient="records")
+        else:
+            raise UserError(f"catalogue {path} has an unsupported extension; use .csv, .jsonl or .parquet")
+    except UserError:
+        raise
+    except Exception as error:  # pandas and pyarrow parser errors differ per format
         raise UserError(f"cannot parse catalogue {path}: {str(error).splitlines()[0]}") from None
+    for line, reason in malformed:
+        if source.on_malformed == "error":
+            raise UserError(
+                f"catalogue {path} line {line}: {reason}; fix the line, or set fetch.sources.{task}.on_malformed: skip"
+            )
+        skipped[f"{path.name}:{line}"] = f"malformed line ({reason})"
+    return rows
+
+
+def _read_jsonl(path: Path, malformed: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    # Line by line rather than pandas.read_json(lines=True): one bad line must cost that line, not the catalogue,
+    # and pandas reports a character offset where the user needs a line number.
+    rows = []
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                malformed.append((number, "not UTF-8"))
+                continue
+            except json.JSONDecodeError as error:
+                malformed.append((number, f"invalid JSON: {error.msg} at column {error.colno}"))
+                continue
+            if not isinstance(row, dict):
+                malformed.append((number, f"a JSON {type(row).__name__}, not an object"))
+                continue
+            rows.append(row)
+    return rows
+
+
+def _read_csv(path: Path, malformed: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    # pandas names each bad line in a warning when asked to skip it: the C parser's speed, and line numbers.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        # Strings as written: a price of "89.30" must not become the float 89.3.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="warn")
+    for warning in caught:
+        for line, reason in re.findall(r"Skipping line (\d+): (.+)", str(warning.message)):
+            malformed.append((int(line), reason.strip()))
     return frame.to_dict(orient="records")
 
 
@@ -199,14 +248,14 @@ def render_product(row: dict[str, Any], text_fields: list[str]) -> str:
 
 
 def fetch_catalogue(task: str, source: CatalogueSource) -> FetchReport:
-    rows = _load_catalogue_rows(source)
-    if rows:
-        missing = [name for name in [source.id_field, *source.text_fields] if name not in rows[0]]
-        if missing:
-            raise UserError(
-                f"catalogue has no column(s) {missing}; available: {sorted(rows[0])}; fix fetch.sources.{task}.text_fields/id_field"
-            )
     report = FetchReport()
+    rows = _load_catalogue_rows(task, source, report.skipped)
+    columns = set().union(*rows) if rows else set()
+    missing = [name for name in [source.id_field, *source.text_fields] if rows and name not in columns]
+    if missing:
+        raise UserError(
+            f"catalogue has no column(s) {missing}; available: {sorted(columns)}; fix fetch.sources.{task}.text_fields/id_field"
+        )
     label = source.hf_dataset or Path(source.path or "").name
     for index, row in enumerate(rows[: source.max_products]):
         product_id = str(row.get(source.id_field, index))

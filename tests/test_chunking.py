@@ -1,4 +1,4 @@
-"""perpetual/chunking.py: language-aware splitting, one chunk per product, stable content-hash ids."""
+"""perpetual/chunking.py: language-aware splitting, one chunk per product (split like prose when longer than a chunk), stable content-hash ids."""
 
 from __future__ import annotations
 
@@ -48,14 +48,19 @@ def test_prose_is_split_too() -> None:
     assert all(len(chunk["text"]) <= 300 for chunk in chunks)
 
 
-def test_product_is_one_chunk_however_long() -> None:
-    long_product = "Tellavik Nova Kettle\nBrand: Tellavik\n" + "The kettle is very good. " * 200
+def test_a_product_is_one_chunk_unless_longer_than_a_chunk() -> None:
+    long_product = "Tellavik Nova Kettle\nBrand: Tellavik\n" + "".join(f"The kettle has feature number {i}. " for i in range(40))
     short_product = "Ombrisk Lamp\nBrand: Ombrisk\n"
     docs = [_doc(long_product, "product", "cat#1", "products"), _doc(short_product, "product", "cat#2", "products")]
-    chunks, duplicates = chunk_documents(docs, chunk_size=100, chunk_overlap=0)
+    chunks, duplicates = chunk_documents(docs, chunk_size=200, chunk_overlap=0)
     assert duplicates == 0
-    assert [chunk["text"] for chunk in chunks] == [long_product.strip(), short_product.strip()]
-    assert [chunk["source"] for chunk in chunks] == ["cat#1", "cat#2"]
+    assert chunks[-1]["text"] == short_product.strip() and chunks[-1]["source"] == "cat#2"
+    pieces = chunks[:-1]
+    assert len(pieces) >= len(long_product) // 200
+    assert all(len(piece["text"]) <= 200 and piece["source"] == "cat#1" for piece in pieces)
+    assert all(piece["text"].startswith("Tellavik Nova Kettle\n") for piece in pieces)  # each piece attributable
+    body = " ".join(piece["text"].removeprefix("Tellavik Nova Kettle\n") for piece in pieces)
+    assert all(f"feature number {i}." in body for i in range(40))  # nothing lost between pieces
 
 
 def test_chunk_ids_are_stable_and_content_based() -> None:

@@ -254,6 +254,40 @@ def test_jsonl_catalogue_one_document_per_row(tmp_path: Path) -> None:
     assert [doc["source"] for doc in report.documents] == ["catalogue.jsonl#PX-1", "catalogue.jsonl#PX-2"]
 
 
+def _jsonl_with_bad_lines(path: Path) -> None:
+    good = [json.dumps(row) for row in PRODUCTS]
+    path.write_text("\n".join([good[0], '{"product_id": "PX-9", "title": "Broken', "[1, 2]", "", good[1]]) + "\n", encoding="utf-8")
+
+
+def test_jsonl_catalogue_skips_and_names_malformed_lines(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.jsonl"
+    _jsonl_with_bad_lines(path)
+    report = fetch("products", _catalogue(path), tmp_path / "cache")
+    assert [doc["text"] for doc in report.documents] == _expected_texts()
+    assert set(report.skipped) == {"catalogue.jsonl:2", "catalogue.jsonl:3"}  # the blank line 4 is no product
+    assert "invalid JSON" in report.skipped["catalogue.jsonl:2"] and "not an object" in report.skipped["catalogue.jsonl:3"]
+
+
+def test_jsonl_catalogue_malformed_line_stops_the_stage_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.jsonl"
+    _jsonl_with_bad_lines(path)
+    with pytest.raises(UserError, match=r"catalogue.jsonl line 2: invalid JSON.*on_malformed: skip") as caught:
+        fetch("products", _catalogue(path, on_malformed="error"), tmp_path / "cache")
+    assert "\n" not in str(caught.value)
+
+
+def test_csv_catalogue_skips_and_names_a_line_with_extra_fields(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.csv"
+    pd.DataFrame(PRODUCTS).to_csv(path, index=False)
+    header, first, second = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([header, first, "PX-3,Lamp,Ombrisk,Lighting,12.00,A lamp,EXTRA", second]) + "\n", encoding="utf-8")
+    report = fetch("products", _catalogue(path), tmp_path / "cache")
+    assert [doc["text"] for doc in report.documents] == _expected_texts()
+    assert list(report.skipped) == ["catalogue.csv:3"] and "saw 7" in report.skipped["catalogue.csv:3"]
+    with pytest.raises(UserError, match="catalogue.csv line 3"):
+        fetch("products", _catalogue(path, on_malformed="error"), tmp_path / "cache")
+
+
 def test_parquet_catalogue_one_document_per_row(tmp_path: Path) -> None:
     path = tmp_path / "catalogue.parquet"
     pd.DataFrame(PRODUCTS).to_parquet(path, index=False)
