@@ -6,9 +6,9 @@
 Data: data/datasets/<task>/train when `dvc repro` has built it, else the same rows built here from data/sources
 (fetch, chunk, offline teacher, interleave). Model: models/start-<model> or models/base-<model> when present, else
 the tiny preset from params.yaml with a tokenizer trained on the rows. Runs:
-  * stage:     perpetual.training.build_trainer with params.yaml's `train` section (batch_rebalance sampling:
-               random steps of batch_size x gradient_accumulation_steps rows in length-grouped micro-batches;
-               no activation checkpointing),
+  * stage:     perpetual.training.build_trainer with params.yaml's `train` section (train.sft: batch_rebalance
+               sampling, random steps of per_device_train_batch_size x gradient_accumulation_steps rows in
+               length-grouped micro-batches; no activation checkpointing),
   * baseline:  SFTConfig defaults (random batches, no group_by_length, no packing, activation checkpointing
                on), given only what must match: epochs, learning rate and scheduler, rows per optimizer step,
                max length, seed, loss on all tokens, CPU/fp32,
@@ -85,14 +85,15 @@ def baseline_trainer(model: Any, tokenizer: Any, rows: list[dict[str, Any]], tra
     import datasets
     from trl import SFTConfig, SFTTrainer
 
+    sft = train.sft
     config = SFTConfig(
         output_dir=str(output_dir),
-        num_train_epochs=train.epochs,
-        learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler,
-        per_device_train_batch_size=train.batch_size * train.gradient_accumulation_steps,  # same rows per step
-        max_length=train.max_length,
-        seed=train.seed,
+        num_train_epochs=sft.num_train_epochs,
+        learning_rate=sft.learning_rate,
+        lr_scheduler_type=sft.lr_scheduler_type,
+        per_device_train_batch_size=sft.per_device_train_batch_size * sft.gradient_accumulation_steps,  # same rows per step
+        max_length=sft.max_length,
+        seed=sft.seed,
         completion_only_loss=False,  # the stage's loss: all (TRL's default masks prompts of prompt/completion rows)
         use_cpu=not torch.cuda.is_available(),
         bf16=False,
@@ -145,10 +146,10 @@ def gpu_preset(args: argparse.Namespace, params: Params) -> None:
         model: Any = GemmaForCausalLM(GemmaConfig(**GEMMA_2B))
         model = model.to(torch.bfloat16)
     parameters = sum(p.numel() for p in model.parameters())
-    rows_per_step = params.train.batch_size * params.train.gradient_accumulation_steps
-    stage = params.train.model_copy(update={
-        "method": args.method, "epochs": 1, "max_length": args.seq_len, "save_steps": 10**6, "logging_steps": 10**6,
-        "precision": "bf16", "gradient_checkpointing": args.method == "full", "task_overrides": {}})  # fmt: skip
+    rows_per_step = params.train.sft.per_device_train_batch_size * params.train.sft.gradient_accumulation_steps
+    stage = params.train.model_copy(update={"method": args.method, "precision": "bf16", "task_overrides": {}}).with_sft(
+        num_train_epochs=1, max_length=args.seq_len, save_steps=10**6, logging_steps=10**6,
+        activation_checkpointing=args.method == "full")  # fmt: skip
     # Synthetic rows of exactly seq_len tokens (ids below any real vocabulary): compute is what is measured.
     from perpetual.config import TokenizerParams
     from perpetual.models import train_tokenizer
@@ -197,8 +198,8 @@ def main() -> None:
     params = load_params(REPO / "params.yaml")
     if args.preset:
         return gpu_preset(args, params)
-    stage = params.train.model_copy(update={"epochs": args.epochs, "save_steps": 10**6, "logging_steps": 10**6,
-                                            "template": args.template or params.train.template})  # fmt: skip
+    stage = params.train.model_copy(update={"template": args.template or params.train.template}).with_sft(
+        num_train_epochs=args.epochs, save_steps=10**6, logging_steps=10**6)
     rows, data_label = training_rows(params, args.task)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -206,7 +207,7 @@ def main() -> None:
         model, tokenizer = load_local(folder)
         print(f"data: {data_label} ({len(rows)} rows); model: {model_label} ({model.config.model_type}, "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters); epochs {args.epochs}; "
-              f"steps of {stage.batch_size}x{stage.gradient_accumulation_steps} rows; threads {torch.get_num_threads()}")
+              f"steps of {stage.sft.per_device_train_batch_size}x{stage.sft.gradient_accumulation_steps} rows; threads {torch.get_num_threads()}")
         runs = {}
         template = make_template(stage.template, tokenizer)
         rows = training_examples(rows, template)

@@ -1,17 +1,26 @@
 """Typed params: params.yaml is validated into these models when any stage starts.
 
-A misspelled key or a wrong type stops the stage with one line naming the key and what is allowed.
+A misspelled key or a wrong type stops the stage with one line naming the key and what is allowed. `train.sft` and
+`instruct.sft` are TRL's SFTConfig options, passed through: the stages that train check them against the installed TRL
+(`check_sft`), since importing it takes seconds that the other stages need not spend.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import enum
+import functools
+import re
 import string
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from perpetual.errors import UserError
 
@@ -210,42 +219,115 @@ class ReplayParams(Strict):
     fraction: float = Field(ge=0, lt=1)
 
 
-class OptimisationParams(Strict):
-    """The knobs knowledge injection (train) and format teaching (instruct) share; each section sets its own."""
+SFT_CONFIG_DOCS = "https://huggingface.co/docs/trl/sft_trainer#trl.SFTConfig"
+
+# SFTConfig fields perpetual sets itself, with why; params.yaml may not set them.
+PERPETUAL_OWNED = {
+    "output_dir": "checkpoints/<cell>/<run key>, chosen by the stage",
+    "resume_from_checkpoint": "<section>.resume decides whether a run continues from its last checkpoint",
+    "save_strategy": "checkpoints are written every save_steps, for <section>.resume",
+    "save_total_limit": "only the last checkpoint serves a resume (the folder is removed after training)",
+    "report_to": "the stages log the loss curve to dvclive themselves",
+    "logging_nan_inf_filter": "the NaN/inf guard needs the loss as it is (the filter logs a NaN loss as 0)",
+    "include_num_input_tokens_seen": "tokens_per_s in metrics/<stage>/<cell>.json counts non-padding tokens",
+    "eos_token": "train.template decides how an answer ends (the chat template's end-of-turn token, or EOS)",
+    "chat_template_path": "train.template: chat uses the model's own chat template",
+    "dataset_text_field": "the rows are prompt/completion pairs built by perpetual",
+    "bf16": "<section>.precision decides (auto: bf16 on GPUs that support it)",
+    "fp16": "<section>.precision decides (auto: bf16 on GPUs that support it, else fp32)",
+    "use_cpu": "the CPU trains when no CUDA device is present",
+}
+
+# perpetual's names before the training options became SFTConfig's own (an old params.yaml gets a hint).
+RENAMED = {
+    "epochs": "num_train_epochs",
+    "lr_scheduler": "lr_scheduler_type",
+    "warmup_ratio": "warmup_steps",
+    "batch_size": "per_device_train_batch_size",
+    "sampling": "train_sampling_strategy",
+    "loss": "completion_only_loss",
+    "gradient_checkpointing": "activation_checkpointing",
+}
+
+
+class SftSection(BaseModel):
+    """TRL's SFTConfig options, passed to SFTConfig as they are: any of its fields, by its own names (SFT_CONFIG_DOCS).
+
+    The fields declared here must be written (their types are SFTConfig's): params.yaml decides them, not TRL's
+    defaults, which would turn activation checkpointing on, completion-only loss on for prompt/completion rows, and
+    packing into padding-free batches. Names, types and choices are checked against the installed TRL by `check_sft`,
+    which the stages that train call first: importing TRL takes seconds, and every stage loads params.yaml. The
+    fields perpetual sets itself (PERPETUAL_OWNED) are refused here, at load.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    num_train_epochs: Any
+    learning_rate: Any
+    lr_scheduler_type: Any
+    warmup_steps: Any
+    weight_decay: Any
+    max_length: Any
+    per_device_train_batch_size: Any
+    gradient_accumulation_steps: Any
+    train_sampling_strategy: Any
+    completion_only_loss: Any
+    packing: Any
+    packing_strategy: Any
+    activation_checkpointing: Any
+    save_steps: Any
+    logging_steps: Any
+    seed: Any
+    data_seed: Any
+    dataloader_num_workers: Any
+    ddp_find_unused_parameters: Any
+
+    @model_validator(mode="before")
+    @classmethod
+    def refuse_perpetual_owned(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in PERPETUAL_OWNED:
+                    raise PydanticCustomError("perpetual_owned", "{reason}", {"key": key, "reason": PERPETUAL_OWNED[key]})
+        return data
+
+
+class TrainingParams(Strict):
+    """What knowledge injection (train) and format teaching (instruct) share; each section sets its own."""
+
+    section: ClassVar[str]
 
     method: Literal["full", "lora"]
     lora: LoraParams
-    loss: Literal["all", "completion"]
-    epochs: float = Field(gt=0)
-    learning_rate: float = Field(gt=0)
-    lr_scheduler: str
-    warmup_ratio: float = Field(ge=0, lt=1)
-    max_length: int = Field(ge=16)
-    batch_size: int = Field(ge=1)
-    gradient_accumulation_steps: int = Field(ge=1)
     precision: Literal["auto", "bf16", "fp32"]
     resume: Literal["auto", "never"]
-    seed: int
+    sft: SftSection
+
+    def with_sft(self, **options: Any) -> Self:
+        """A copy with some SFTConfig options changed (benchmarks, tests)."""
+        return self.model_validate({**self.model_dump(), "sft": {**self.sft.model_dump(), **options}})
 
 
-class TrainParams(OptimisationParams):
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` merged into `base`, mapping into mapping (a task override may change one SFTConfig option)."""
+    merged = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merge(base[key], value) if both else value
+    return merged
+
+
+class TrainParams(TrainingParams):
+    section: ClassVar[str] = "train"
+
     # alpaca: the paper's prompt for every model; chat: the tokenizer's own chat template (instruct-tuned models).
-    # Governs flashcards, replay rows, the letter format and retention prompts alike (perpetual/templates.py).
+    # Governs flashcards, replay rows, the letter format and retention prompts alike (perpetual/templates.py), and
+    # the format instruct@ teaches.
     template: Literal["alpaca", "chat"]
     mix: Literal["interleaved", "docs", "flashcards"]
     replay: ReplayParams
-    weight_decay: float = Field(ge=0)
-    packing: bool
-    # transformers' train_sampling_strategy. batch_rebalance: each optimizer step is a random sample of
-    # batch_size x gradient_accumulation_steps rows, run as micro-batches of similar length, so there is less
-    # padding and the same gradient (1.3-1.5x on CPU, equal loss). group_by_length: faster still, but its
-    # length-sorted batches cost final loss (benchmarks/train_throughput.py). random: plain shuffling.
-    sampling: Literal["batch_rebalance", "random", "group_by_length"]
-    gradient_checkpointing: bool
-    save_steps: int = Field(ge=1)
-    logging_steps: int = Field(ge=1)
-    # Per-task changes to any field above, e.g. {research: {epochs: 12}}: corpora differ in size, and a small one
-    # needs more passes for the same number of optimizer steps.
+    # Per-task changes to any field above, merged into it, e.g. {research: {sft: {num_train_epochs: 12}}}: corpora
+    # differ in size, and a small one needs more passes for the same number of optimizer steps.
     task_overrides: dict[str, dict[str, Any]]
 
     @model_validator(mode="after")
@@ -261,26 +343,36 @@ class TrainParams(OptimisationParams):
         override = self.task_overrides.get(task, {})
         if not override:
             return self
-        merged = {**self.model_dump(), **override, "task_overrides": {}}
+        merged = {**_merge(self.model_dump(), override), "task_overrides": {}}
         try:
             return TrainParams.model_validate(merged)
         except ValidationError as error:
-            first = error.errors()[0]
-            key = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"train.task_overrides.{task}.{key}: {first['msg']}") from None
+            raise ValueError(f"train.task_overrides.{task}.{_problem(error.errors()[0])}") from None
 
 
-class InstructParams(OptimisationParams):
-    """instruct@<model>: teach a base model the Alpaca and letter-MCQ formats before knowledge injection.
+class InstructParams(TrainingParams):
+    """instruct@<model>: teach a base model the Alpaca and letter-MCQ formats (train.template's) before knowledge
+    injection.
 
     It trains on a different fictional world (data/instruct), so no fact of the evaluated tasks leaks in. Disable it
     for models that are already instruction-tuned: the stage then copies models/base-<model> unchanged.
     """
 
+    section: ClassVar[str] = "instruct"
+
     enabled: bool
     world: str
     alpaca: str
     mcq: str
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error as `key: what is wrong` (the key relative to the model validated)."""
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "perpetual_owned":
+        reason = error["ctx"]["reason"].replace("<section>", "train")
+        return f"{key}.{error['ctx']['key']}: set by perpetual, not params.yaml ({reason}); remove it"
+    return f"{key}: {error['msg']}"
 
 
 # ---------------------------------------------------------------- index / retrieval
@@ -361,6 +453,79 @@ class Params(Strict):
         if model not in self.pipeline.models:
             raise UserError(f"unknown model {model!r}; params.yaml pipeline.models allows {self.pipeline.models}")
 
+    def check_sft(self) -> None:
+        """Every SFTConfig section (train.sft, each task override's, instruct.sft) checked against the installed TRL.
+
+        The stages that train call this first, so that a misspelt option stops them before a model is loaded.
+        """
+        check_sft(self.train.sft.model_dump(), "train.sft")
+        for task, override in self.train.task_overrides.items():
+            check_sft(override.get("sft", {}), f"train.task_overrides.{task}.sft")
+        check_sft(self.instruct.sft.model_dump(), "instruct.sft")
+
+
+# ---------------------------------------------------------------- SFTConfig options
+@functools.cache
+def _sft_fields() -> tuple[dict[str, tuple[TypeAdapter[Any] | None, list[Any] | None, str]], dict[str, str]]:
+    """The installed SFTConfig's fields as {name: (a validator of its type, its choices, the type in words)}, and its deprecated fields
+    as {name: what its help says} (transformers marks `gradient_checkpointing` a deprecated alias of
+    `activation_checkpointing`; TRL redeclares it with a default of its own, so its parents are read too)."""
+    from trl import SFTConfig  # seconds to import: only the stages that train get here
+
+    hints = typing.get_type_hints(SFTConfig)
+    fields: dict[str, tuple[TypeAdapter[Any] | None, list[Any] | None, str]] = {}
+    for field in dataclasses.fields(SFTConfig):
+        try:
+            adapter: TypeAdapter[Any] | None = TypeAdapter(hints[field.name], config=ConfigDict(arbitrary_types_allowed=True))
+        except Exception:  # a type pydantic cannot check: SFTConfig checks the value itself
+            adapter = None
+        choices = field.metadata.get("choices")
+        enums = [arg for arg in typing.get_args(hints[field.name]) if isinstance(arg, type) and issubclass(arg, enum.Enum)]
+        if choices is None and len(enums) == 1:  # `SchedulerType | str`: the str must be one of the enum's values
+            choices = [member.value for member in enums[0]]
+        wanted = getattr(hints[field.name], "__name__", None) or str(hints[field.name]).replace("typing.", "")
+        fields[field.name] = (adapter, list(choices) if choices is not None else None, wanted)
+    deprecated = {
+        field.name: " ".join(field.metadata.get("help", "").split())
+        for parent in reversed(SFTConfig.__mro__)
+        if dataclasses.is_dataclass(parent)
+        for field in dataclasses.fields(parent)
+        if field.metadata.get("help", "").lstrip().lower().startswith("deprecated")
+    }
+    return fields, deprecated
+
+
+def check_sft(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`options` (one sft section, `where` names it) checked against the installed TRL's SFTConfig: each key must be
+    one of its fields and not a deprecated one, each value must fit the field's type and choices. Returns the values
+    as the field's type reads them (YAML 1.1 reads 1e-3 as a string; it becomes 0.001); a problem is a one-line
+    UserError naming the key."""
+    fields, deprecated = _sft_fields()
+    checked: dict[str, Any] = {}
+    for key, value in options.items():
+        name = f"{where}.{key}"
+        if key in deprecated:
+            alias = re.search(r"alias of `(\w+)`", deprecated[key])
+            instead = f"; write '{where}.{alias.group(1)}' instead" if alias else ""
+            raise UserError(f"params.yaml: '{name}' is deprecated in the installed transformers/TRL ({deprecated[key]}){instead}")
+        if key not in fields:
+            guess = RENAMED.get(key) or next(iter(difflib.get_close_matches(key, list(fields), n=1)), None)
+            hint = f"did you mean '{where}.{guess}'?" if guess else f"see the options at {SFT_CONFIG_DOCS}"
+            raise UserError(f"params.yaml: unknown key '{name}', not an option of TRL's SFTConfig ({hint})")
+        adapter, choices, wanted = fields[key]
+        if adapter is not None:
+            try:
+                value = adapter.validate_python(value)
+            except ValidationError as error:
+                shown = repr(options[key])
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                message = error.errors()[0]["msg"]
+                raise UserError(f"params.yaml: '{name}'={shown} is invalid: {message} (SFTConfig's type: {wanted})") from None
+        if choices is not None and isinstance(value, str) and value not in choices:
+            raise UserError(f"params.yaml: '{name}'={value!r} is invalid: SFTConfig allows {choices}")
+        checked[key] = value
+    return checked
+
 
 _UNION_TAGS = {"local", "git", "papers", "catalogue", "tiny-mamba2", "tiny-gemma", "tiny-llama", "pretrained"}
 
@@ -381,7 +546,13 @@ def _describe(error: ValidationError, source: Path) -> str:
         missing = [_key(e["loc"]) for e in errors if e["type"] == "missing" and _key(e["loc"]).rsplit(".", 1)[0] == parent]
         close = difflib.get_close_matches(key, missing, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"see the allowed keys under '{parent or 'top level'}' in README.md"
+        last = key.rsplit(".", 1)[-1]
+        if parent in {"train", "instruct"} and (last in RENAMED or last in SftSection.model_fields):
+            hint = f"did you mean '{parent}.sft.{RENAMED.get(last, last)}'? the training options are TRL's SFTConfig fields, under sft"
         return f"{source}: unknown key '{key}'; check its spelling ({hint})"
+    if kind == "perpetual_owned":
+        reason = first["ctx"]["reason"].replace("<section>", key.split(".")[0])
+        return f"{source}: '{key}.{first['ctx']['key']}' is set by perpetual, not params.yaml ({reason}); remove it"
     if kind == "missing":
         return f"{source}: missing required key '{key}'; every setting is written in params.yaml (see the shipped one)"
     if kind in {"union_tag_invalid", "union_tag_not_found"}:

@@ -25,7 +25,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from perpetual.assembly import qna_row
-from perpetual.config import InstructParams, OptimisationParams, TrainParams
+from perpetual.config import InstructParams, TrainingParams, TrainParams, check_sft
 from perpetual.errors import UserError
 from perpetual.io import atomic_path, read_jsonl
 from perpetual.mcq_format import render
@@ -108,17 +108,9 @@ def select_rows(rows: Sequence[dict[str, Any]], params: TrainParams, replay: Seq
     return selected
 
 
-def run_key(params: TrainParams, rows: Sequence[dict[str, Any]], base_config: dict[str, Any]) -> str:
+def run_key(params: TrainingParams, rows: Sequence[dict[str, Any]], base_config: dict[str, Any]) -> str:
     """Checkpoints are only resumed into the run that wrote them: same params, data and starting model."""
     return content_id(params.model_dump_json(), json.dumps(rows, sort_keys=True), json.dumps(base_config, sort_keys=True, default=str), length=12)
-
-
-def instruct_train_params(params: InstructParams, train: TrainParams) -> TrainParams:
-    """instruct@<model> trains with the same machinery as knowledge injection: its own section sets the optimisation
-    knobs; the template (the format it teaches), sampling, packing, checkpointing and logging are train's."""
-    own = params.model_dump(include=set(OptimisationParams.model_fields))
-    replay = {**train.replay.model_dump(), "fraction": 0.0}
-    return TrainParams.model_validate({**train.model_dump(), **own, "replay": replay, "task_overrides": {}})
 
 
 # ---------------------------------------------------------------- callbacks
@@ -196,53 +188,38 @@ def loss_curve(folder: Path) -> TrainerCallback:
 
 
 # ---------------------------------------------------------------- trainer
-def use_bf16(precision: str) -> bool:
+def use_bf16(precision: str, section: str = "train") -> bool:
     supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if precision == "bf16" and not supported:
-        raise UserError("train.precision is bf16 but this machine has no bf16-capable GPU; use auto or fp32")
+        raise UserError(f"{section}.precision is bf16 but this machine has no bf16-capable GPU; use auto or fp32")
     return precision == "bf16" or (precision == "auto" and supported)
 
 
-def sft_config(params: TrainParams, output_dir: Path, model: PreTrainedModel, template: Template) -> SFTConfig:
-    packing = params.packing
-    if packing and "mamba" in model.config.model_type:
-        print("train: packing turned off for Mamba (its scan would mix packed sequences)", file=sys.stderr)
-        packing = False
-    return SFTConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=params.epochs,
-        learning_rate=params.learning_rate,
-        lr_scheduler_type=params.lr_scheduler,
-        warmup_steps=params.warmup_ratio,  # transformers 5: a value below 1 is a fraction of the total steps
-        weight_decay=params.weight_decay,
-        per_device_train_batch_size=params.batch_size,
-        gradient_accumulation_steps=params.gradient_accumulation_steps,
-        max_length=params.max_length,
-        packing=packing,
-        # "wrapped" keeps ordinary attention masks; the default "bfd" switches to padding-free batches.
-        packing_strategy="wrapped",
-        # Explicit both ways: TRL turns completion-only loss on by itself for prompt/completion datasets.
-        completion_only_loss=params.loss == "completion",
-        activation_checkpointing=params.gradient_checkpointing,  # SFTConfig defaults it on: ~30% slower
-        train_sampling_strategy=params.sampling,
-        include_num_input_tokens_seen="non_padding",
-        bf16=use_bf16(params.precision),
-        use_cpu=not torch.cuda.is_available(),
-        seed=params.seed,
-        data_seed=params.seed,
-        save_strategy="steps",
-        save_steps=params.save_steps,
-        save_total_limit=1,
-        logging_steps=params.logging_steps,
-        logging_nan_inf_filter=False,  # the default filter logs a NaN loss as 0, which hides it from the guard
-        report_to="none",  # the stages add dvclive themselves, with their own folder
-        dataloader_num_workers=0,
-        # Every trainable parameter of a causal LM gets a gradient each step; the search for unused ones costs time.
-        ddp_find_unused_parameters=False,
+def sft_config(params: TrainingParams, output_dir: Path, model: PreTrainedModel, template: Template) -> SFTConfig:
+    """TRL's SFTConfig: the section's `sft` options under their own names (checked, no mapping), and what perpetual owns."""
+    where = f"{params.section}.sft"
+    options = check_sft(params.sft.model_dump(), where)
+    if options.get("packing") and "mamba" in model.config.model_type:
+        print(f"{params.section}: packing turned off for Mamba (its scan would mix packed sequences)", file=sys.stderr)
+        options["packing"] = False
+    # Why each is not a params.yaml setting: config.PERPETUAL_OWNED (the others it names stay TRL's defaults).
+    owned: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "save_strategy": "steps",
+        "save_total_limit": 1,
+        "report_to": "none",  # the stages add dvclive themselves, with their own folder
+        "logging_nan_inf_filter": False,  # the default filter logs a NaN loss as 0, which hides it from the guard
+        "include_num_input_tokens_seen": "non_padding",
         # chat: rows end with the template's end-of-turn token, which TRL then treats as EOS (appended to raw text,
         # not appended again after an answer); alpaca: the tokenizer's own EOS.
-        eos_token=template.end_of_answer,
-    )
+        "eos_token": template.end_of_answer,
+        "bf16": use_bf16(params.precision, params.section),
+        "use_cpu": not torch.cuda.is_available(),
+    }
+    try:
+        return SFTConfig(**options, **owned)
+    except ValueError as error:  # SFTConfig's own checks of values that fit their types (e.g. an unknown scheduler)
+        raise UserError(f"params.yaml: {where}: {str(error).splitlines()[0]}") from None
 
 
 # PEFT refuses LoRA on these modules of Mamba-family models (peft.tuners.tuners_utils._check_lora_target_modules_mamba).
@@ -282,7 +259,7 @@ def lora_target_modules(model: PreTrainedModel, requested: str | list[str]) -> l
     return list(requested)
 
 
-def lora_config(params: TrainParams, model: PreTrainedModel) -> Any:
+def lora_config(params: TrainingParams, model: PreTrainedModel) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
@@ -298,7 +275,7 @@ def build_trainer(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerFast,
     examples: Sequence[dict[str, str]],
-    params: TrainParams,
+    params: TrainingParams,
     output_dir: Path,
     template: Template,
     callbacks: Sequence[TrainerCallback] = (),
@@ -336,7 +313,7 @@ def train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerFast,
     examples: Sequence[dict[str, str]],
-    params: TrainParams,
+    params: TrainingParams,
     output_dir: Path,
     template: Template,
     callbacks: Sequence[TrainerCallback] = (),

@@ -18,7 +18,6 @@ from perpetual.models import load_local, report_kernels
 from perpetual.templates import make_template
 from perpetual.training import (
     instruct_rows,
-    instruct_train_params,
     is_main_process,
     run_key,
     save_trained,
@@ -38,6 +37,7 @@ def link_or_copy(source: str, target: str) -> None:
 @exits_cleanly
 def main() -> None:
     args, params = stage_args(__doc__, model=True)
+    params.check_sft()  # a misspelt SFTConfig option stops the stage before the model loads
     settings = params.instruct
     base, target = paths.base_model(args.model), paths.start_model(args.model)
 
@@ -52,11 +52,11 @@ def main() -> None:
 
     model, tokenizer = load_local(base)
     kernels = report_kernels(model)
-    train_params = instruct_train_params(settings, params.train)
-    template = make_template(train_params.template, tokenizer, f"model {args.model!r}")
+    # The format it teaches is the one knowledge injection trains and evaluation asks in: train.template.
+    template = make_template(params.train.template, tokenizer, f"model {args.model!r}")
     examples = training_examples(instruct_rows(settings), template)
-    output_dir = paths.checkpoints("instruct", args.model) / run_key(train_params, examples, model.config.to_dict())
-    trainer, summary = train(model, tokenizer, examples, train_params, output_dir, template)
+    output_dir = paths.checkpoints("instruct", args.model) / run_key(settings, examples, model.config.to_dict())
+    trainer, summary = train(model, tokenizer, examples, settings, output_dir, template)
     save_trained(trainer, target)
     if is_main_process():
         shutil.rmtree(output_dir, ignore_errors=True)

@@ -30,6 +30,7 @@ from perpetual.training import (
 @exits_cleanly
 def main() -> None:
     args, params = stage_args(__doc__, task=True, model=True)
+    params.check_sft()  # a misspelt SFTConfig option stops the stage before the model loads
     cell = f"{args.task}-{args.model}"
 
     model, tokenizer = load_local(paths.start_model(args.model))
@@ -37,7 +38,7 @@ def main() -> None:
     rows = list(datasets.load_from_disk(str(paths.dataset(args.task)))["train"])
     settings = params.train.for_task(args.task)
     template = make_template(settings.template, tokenizer, f"model {args.model!r}")
-    examples = training_examples(select_rows(rows, settings, replay_rows(settings), settings.seed), template)
+    examples = training_examples(select_rows(rows, settings, replay_rows(settings), int(settings.sft.seed)), template)
 
     output_dir = paths.checkpoints(args.task, args.model) / run_key(settings, examples, model.config.to_dict())
     curve = loss_curve(paths.loss_curve(args.task, args.model))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perpetual.config import CatalogueSource, LocalSource, PapersSource, Params, load_params, parse_params
+from perpetual.config import CatalogueSource, LocalSource, PapersSource, Params, check_sft, load_params, parse_params
 from perpetual.errors import USER_ERROR_EXIT_CODE, UserError, exits_cleanly
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +45,7 @@ def test_real_params_yaml_loads() -> None:
         params.require_task(task)  # does not raise
     for model in params.pipeline.models:
         params.require_model(model)
+    params.check_sft()  # every SFTConfig option it writes is one of the installed TRL's, of the right type
 
 
 def test_misspelled_key_is_named(raw: dict) -> None:
@@ -60,9 +61,9 @@ def test_misspelled_top_level_section_is_named(raw: dict) -> None:
 
 
 def test_wrong_type_names_the_key(raw: dict) -> None:
-    raw["train"]["epochs"] = "many"
+    raw["train"]["lora"]["r"] = "many"
     message = _error_for(raw)
-    assert "train.epochs" in message
+    assert "train.lora.r" in message
     assert "'many'" in message
 
 
@@ -157,44 +158,55 @@ def _run_fetch_with(tmp_path: Path, raw: dict) -> subprocess.CompletedProcess[st
 
 def test_stage_with_typo_in_params_exits_2_with_one_line(tmp_path: Path, raw: dict) -> None:
     bad = copy.deepcopy(raw)
-    bad["train"]["epochz"] = bad["train"].pop("epochs")
+    bad["train"]["mixx"] = bad["train"].pop("mix")
     result = _run_fetch_with(tmp_path, bad)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
-    assert "train.epochz" in lines[0]
+    assert "train.mixx" in lines[0]
     assert not (tmp_path / "data").exists(), "a failed stage must not write outputs"
 
 
 def test_stage_with_wrong_type_exits_2(tmp_path: Path, raw: dict) -> None:
     bad = copy.deepcopy(raw)
-    bad["train"]["epochs"] = "many"
+    bad["train"]["lora"]["r"] = "many"
     result = _run_fetch_with(tmp_path, bad)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: ") and "train.epochs" in result.stderr
+    assert result.stderr.startswith("error: ") and "train.lora.r" in result.stderr
 
 
 def _params_with_train(**train: object) -> dict:
-    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))
     raw["train"].update(train)
     return raw
 
 
 def test_task_overrides_apply_to_one_task_only() -> None:
-    params = parse_params(_params_with_train(epochs=4, task_overrides={"research": {"epochs": 12}}))
-    assert params.train.for_task("research").epochs == 12
-    assert params.train.for_task("products").epochs == 4
+    overrides = {"research": {"sft": {"num_train_epochs": 12}, "lora": {"r": 4}}}
+    params = parse_params(_params_with_train(task_overrides=overrides))
+    research, products = params.train.for_task("research"), params.train.for_task("products")
+    assert research.sft.num_train_epochs == 12 and products.sft.num_train_epochs == 4
+    # Merged into the section, option by option: the rest of sft (and of lora) is train's.
+    assert research.sft.model_dump() == {**products.sft.model_dump(), "num_train_epochs": 12}
+    assert research.lora == products.lora.model_copy(update={"r": 4})
+
+
+def test_the_shipped_task_overrides_set_only_epochs() -> None:
+    train = load_params(PARAMS).train
+    assert {task: train.for_task(task).sft.num_train_epochs for task in ("code", "research", "products")} == {
+        "code": 12, "research": 12, "products": 4}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
         ({"research": {"epochz": 12}}, "train.task_overrides.research"),
-        ({"research": {"epochs": "many"}}, "train.task_overrides.research.epochs"),
-        ({"poetry": {"epochs": 2}}, "poetry"),
+        ({"research": {"lora": {"r": "many"}}}, "train.task_overrides.research.lora.r"),
+        ({"research": {"sft": {"output_dir": "elsewhere"}}}, "train.task_overrides.research.sft.output_dir"),
+        ({"poetry": {"sft": {"num_train_epochs": 2}}}, "poetry"),
     ],
 )
 def test_bad_task_override_is_a_one_line_error_naming_it(overrides: dict, named: str) -> None:
@@ -219,7 +231,8 @@ def _settings(tree: dict, prefix: str = "") -> list[str]:
 
 def test_every_setting_is_written_in_params_yaml_and_a_missing_one_is_named(raw: dict) -> None:
     settings = _settings(raw)
-    assert len(settings) > 80 and "train.save_steps" in settings and "generate.teacher.cache_dir" in settings
+    assert len(settings) > 80 and "train.sft.save_steps" in settings and "instruct.sft.activation_checkpointing" in settings
+    assert "generate.teacher.cache_dir" in settings
     for dotted in settings:
         trimmed = copy.deepcopy(raw)
         *parents, last = dotted.split(".")
@@ -231,5 +244,85 @@ def test_every_setting_is_written_in_params_yaml_and_a_missing_one_is_named(raw:
 
 
 def test_a_misspelt_setting_suggests_the_right_one(raw: dict) -> None:
-    raw["train"]["save_stpes"] = raw["train"].pop("save_steps")
-    assert _error_for(raw).startswith("params.yaml: unknown key 'train.save_stpes'; check its spelling (did you mean 'train.save_steps'?)")
+    raw["train"]["templat"] = raw["train"].pop("template")
+    assert _error_for(raw).startswith("params.yaml: unknown key 'train.templat'; check its spelling (did you mean 'train.template'?)")
+
+
+@pytest.mark.parametrize(("section", "old", "new"), [("train", "epochs", "num_train_epochs"), ("instruct", "save_steps", "save_steps")])
+def test_a_training_option_outside_sft_points_to_its_sft_name(raw: dict, section: str, old: str, new: str) -> None:
+    raw[section][old] = 3
+    assert f"unknown key '{section}.{old}'; check its spelling (did you mean '{section}.sft.{new}'?" in _error_for(raw)
+
+
+# ---------------------------------------------------------------- sft: TRL's SFTConfig options
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("output_dir", "'train.sft.output_dir' is set by perpetual, not params.yaml (checkpoints/"),
+        ("report_to", "'train.sft.report_to' is set by perpetual, not params.yaml (the stages log"),
+        ("bf16", "'train.sft.bf16' is set by perpetual, not params.yaml (train.precision decides"),
+    ],
+)
+def test_options_perpetual_sets_are_refused_at_load(raw: dict, key: str, message: str) -> None:
+    raw["train"]["sft"][key] = "x"
+    assert message in _error_for(raw)
+
+
+def test_instruct_options_perpetual_sets_are_refused_naming_instruct(raw: dict) -> None:
+    raw["instruct"]["sft"]["use_cpu"] = True
+    assert "'instruct.sft.use_cpu' is set by perpetual" in _error_for(raw)
+    del raw["instruct"]["sft"]["use_cpu"]
+    raw["instruct"]["sft"]["fp16"] = True
+    assert "(instruct.precision decides" in _error_for(raw)
+
+
+def _check_sft_error(raw: dict) -> str:
+    params = parse_params(raw)  # the SFTConfig check is not at load (importing TRL takes seconds): the stages that train run it
+    with pytest.raises(UserError) as caught:
+        params.check_sft()
+    message = str(caught.value)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "message"),
+    [
+        ("train", "learning_rat", "unknown key 'train.sft.learning_rat', not an option of TRL's SFTConfig (did you mean 'train.sft.learning_rate'?)"),
+        ("instruct", "epochs", "unknown key 'instruct.sft.epochs', not an option of TRL's SFTConfig (did you mean 'instruct.sft.num_train_epochs'?)"),
+        ("train", "zzzz", "unknown key 'train.sft.zzzz', not an option of TRL's SFTConfig (see the options at https://huggingface.co/docs/trl"),
+    ],
+)
+def test_an_unknown_sft_option_is_named_with_a_suggestion(raw: dict, section: str, key: str, message: str) -> None:
+    raw[section]["sft"][key] = 1
+    assert message in _check_sft_error(raw)
+
+
+def test_a_wrongly_typed_sft_option_is_named(raw: dict) -> None:
+    raw["train"]["sft"]["per_device_train_batch_size"] = "many"
+    message = _check_sft_error(raw)
+    assert message.startswith("params.yaml: 'train.sft.per_device_train_batch_size'='many' is invalid") and "int" in message
+    raw["train"]["sft"]["per_device_train_batch_size"] = 4
+    raw["train"]["sft"]["train_sampling_strategy"] = "shuffled"
+    assert "'train.sft.train_sampling_strategy'='shuffled' is invalid: SFTConfig allows [" in _check_sft_error(raw)
+    raw["train"]["sft"]["train_sampling_strategy"] = "random"
+    raw["train"]["sft"]["lr_scheduler_type"] = "linaer"  # typed `SchedulerType | str`: one of the enum's values
+    assert "'train.sft.lr_scheduler_type'='linaer' is invalid: SFTConfig allows ['linear'," in _check_sft_error(raw)
+
+
+def test_a_task_override_sft_option_is_checked_where_it_is_written(raw: dict) -> None:
+    raw["train"]["task_overrides"]["research"] = {"sft": {"num_train_epochs": "twelve"}}
+    assert "'train.task_overrides.research.sft.num_train_epochs'='twelve' is invalid" in _check_sft_error(raw)
+
+
+def test_a_deprecated_alias_is_refused_with_its_current_name(raw: dict) -> None:
+    raw["instruct"]["sft"]["gradient_checkpointing"] = True  # transformers 5: an alias of activation_checkpointing
+    message = _check_sft_error(raw)
+    assert "'instruct.sft.gradient_checkpointing' is deprecated" in message
+    assert message.endswith("write 'instruct.sft.activation_checkpointing' instead")
+
+
+def test_sft_values_take_the_types_sftconfig_declares() -> None:
+    # YAML 1.1 (PyYAML) reads 1e-3 as a string; SFTConfig's float makes it a number. Other values are kept.
+    checked = check_sft({"learning_rate": "1e-3", "lr_scheduler_type": "cosine", "max_length": None, "neftune_noise_alpha": 5}, "train.sft")
+    assert checked == {"learning_rate": 0.001, "lr_scheduler_type": "cosine", "max_length": None, "neftune_noise_alpha": 5.0}

@@ -97,8 +97,9 @@ def project(root: Path, tokenizer, spec: dict, lora: dict) -> None:
         "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
         "base": {"models": {"m": spec}, "tokenizer": {"vocab_size": 300, "min_frequency": 1}},
         "instruct": {"enabled": False},
-        "train": {"method": "lora", "lora": lora, "epochs": 1, "learning_rate": 1e-2, "batch_size": 2, "gradient_accumulation_steps": 1,
-                  "max_length": 256, "logging_steps": 1, "replay": {"fraction": 0.0}, "task_overrides": {}},
+        "train": {"method": "lora", "lora": lora, "replay": {"fraction": 0.0}, "task_overrides": {},
+                  "sft": {"num_train_epochs": 1, "learning_rate": 1e-2, "per_device_train_batch_size": 2,
+                          "gradient_accumulation_steps": 1, "max_length": 256, "logging_steps": 1}},
     })  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)

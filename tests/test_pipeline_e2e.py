@@ -24,8 +24,8 @@ def small_params() -> dict:
     for name in params["pipeline"]["models"]:
         params["base"]["models"][name].update({"hidden_size": 64, "num_hidden_layers": 1})
     params["base"]["tokenizer"]["vocab_size"] = 512
-    params["train"].update({"epochs": 1, "save_steps": 5})
-    params["instruct"]["epochs"] = 1
+    params["train"]["sft"].update({"num_train_epochs": 1, "save_steps": 5})
+    params["instruct"]["sft"]["num_train_epochs"] = 1
     params["evaluate"]["bootstrap_samples"] = 200
     return params
 

@@ -25,7 +25,6 @@ from perpetual.testing.params import params_dict, section
 from perpetual.training import (
     build_trainer,
     instruct_rows,
-    instruct_train_params,
     instruction_row,
     loss_curve,
     replay_rows,
@@ -47,10 +46,11 @@ FACTS = [
 ]
 
 
-def fast(**overrides: Any) -> TrainParams:
+def fast(sft: dict[str, Any] | None = None, **overrides: Any) -> TrainParams:
     # Steps of 4 rows in micro-batches of 2 (batch_rebalance groups them by length): 2 steps an epoch on 8 rows.
-    settings = {"epochs": 2, "learning_rate": 1e-2, "batch_size": 2, "gradient_accumulation_steps": 2, "max_length": 512, "save_steps": 2, "logging_steps": 1}
-    return section(TrainParams, "train", **{**settings, "task_overrides": {}, "replay": {"fraction": 0.0}, **overrides})
+    options = {"num_train_epochs": 2, "learning_rate": 1e-2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2,
+               "max_length": 512, "save_steps": 2, "logging_steps": 1, **(sft or {})}  # fmt: skip
+    return section(TrainParams, "train", **{"task_overrides": {}, "replay": {"fraction": 0.0}, **overrides, "sft": options})
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -137,9 +137,6 @@ def test_instruct_rows_cover_world_alpaca_and_mcq(template: Template) -> None:
     assert kinds["doc"] >= 3 and kinds["alpaca"] >= 100 and kinds["mcq"] >= 100
     closed = {f" {letter}{template.eos_token}" for letter in "ABCD"}
     assert all(training_example(row, template)["completion"] in closed for row in rows if row["type"] == "mcq")
-    converted = instruct_train_params(settings.model_copy(update={"epochs": 5}), fast(template="chat", gradient_checkpointing=True))
-    assert converted.epochs == 5 and converted.loss == "completion" and converted.template == "chat"
-    assert converted.gradient_checkpointing and converted.replay.fraction == 0  # train's trainer settings, no replay
     with pytest.raises(UserError, match="instruct.world"):
         instruct_rows(settings.model_copy(update={"world": "no/such/world.md"}))
 
@@ -149,8 +146,8 @@ def test_completion_loss_masks_the_prompt(base_dir: Path, examples: list[dict[st
     model, tokenizer = load_local(base_dir)
     qna = examples[1]
     prompt_tokens = len(tokenizer(qna["prompt"])["input_ids"])
-    for loss, masked in (("completion", True), ("all", False)):
-        trainer = build_trainer(model, tokenizer, [qna], fast(loss=loss), tmp_path / loss, template)
+    for masked in (True, False):
+        trainer = build_trainer(model, tokenizer, [qna], fast(sft={"completion_only_loss": masked}), tmp_path / str(masked), template)
         labels = trainer.data_collator([trainer.train_dataset[0]])["labels"][0]
         assert (labels[prompt_tokens:] != -100).all(), "the answer (and EOS) always carry loss"
         assert bool((labels[:prompt_tokens] == -100).all()) is masked
@@ -180,7 +177,7 @@ class CrashAfterCheckpoint(TrainerCallback):
 
 def test_resume_after_a_kill_continues_from_the_checkpoint(base_dir: Path, examples: list[dict[str, str]], template: Template, tmp_path: Path) -> None:
     rows = examples
-    params = fast(epochs=3)  # 6 steps, a checkpoint every 2
+    params = fast(sft={"num_train_epochs": 3})  # 6 steps, a checkpoint every 2
     model, tokenizer = load_local(base_dir)
     with pytest.raises(KeyboardInterrupt):
         train(model, tokenizer, rows, params, tmp_path / "ckpt", template, [CrashAfterCheckpoint()])
@@ -201,7 +198,7 @@ def test_resume_after_a_kill_continues_from_the_checkpoint(base_dir: Path, examp
     a, b = weights(tmp_path / "resumed"), weights(tmp_path / "straight-out")
     assert all(torch.allclose(a[name], b[name], atol=1e-5) for name in a), "a resumed run ends where an unbroken one does"
     model, tokenizer = load_local(base_dir)
-    _, never = train(model, tokenizer, rows, params.model_copy(update={"resume": "never", "epochs": 1}), tmp_path / "ckpt", template)
+    _, never = train(model, tokenizer, rows, params.model_copy(update={"resume": "never"}).with_sft(num_train_epochs=1), tmp_path / "ckpt", template)
     assert not never["resumed_from_checkpoint"]
 
 
@@ -217,12 +214,26 @@ def test_packing_is_off_for_mamba_and_cpu_settings_are_safe(tmp_path: Path) -> N
     tokenizer = train_tokenizer(["a b c d e f"] * 4, TokenizerParams(vocab_size=300, min_frequency=1))
     mamba = build_tiny(TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8), tokenizer, 0)
     alpaca = make_template("alpaca", tokenizer)
-    config = sft_config(fast(packing=True), tmp_path, mamba, alpaca)
+    config = sft_config(fast(sft={"packing": True}), tmp_path, mamba, alpaca)
     assert config.packing is False
     assert config.bf16 is False and config.use_cpu  # no GPU here: precision auto falls back to fp32
     assert config.activation_checkpointing is False and config.train_sampling_strategy == "batch_rebalance"
     with pytest.raises(UserError, match="bf16"):
         sft_config(fast(precision="bf16"), tmp_path, mamba, alpaca)
+
+
+def test_instruct_sets_its_own_trainer_options(base_dir: Path, template: Template, tmp_path: Path) -> None:
+    # The same sft section as train's: anything train can set, instruct can (here, activation checkpointing).
+    model, _ = load_local(base_dir)
+    shipped = sft_config(section(InstructParams, "instruct"), tmp_path, model, template)
+    assert shipped.completion_only_loss is True and shipped.activation_checkpointing is False and shipped.num_train_epochs == 3
+    instruct = section(InstructParams, "instruct", sft={"activation_checkpointing": True, "optim": "adafactor", "max_grad_norm": 0.5})
+    config = sft_config(instruct, tmp_path, model, template)
+    assert config.activation_checkpointing is True and config.optim == "adafactor" and config.max_grad_norm == 0.5
+    assert config.max_length == 1024 and config.train_sampling_strategy == "batch_rebalance"  # the rest as shipped
+    # A value of the right type that SFTConfig itself refuses is a one-line error naming the section.
+    with pytest.raises(UserError, match=r"^params.yaml: instruct.sft: .*save_steps"):
+        sft_config(section(InstructParams, "instruct", sft={"save_steps": 2.5}), tmp_path, model, template)
 
 
 def test_unloadable_model_id_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,7 +262,7 @@ def project(tmp_path: Path, base_dir: Path, rows: list[dict[str, Any]], monkeypa
         "pipeline": {"tasks": ["t"], "models": ["tiny"]},
         "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
         "base": {"models": {"tiny": {"kind": "tiny-llama"}}},
-        "instruct": {"enabled": False, "epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 1, "max_length": 512},
+        "instruct": {"enabled": False, "sft": {"num_train_epochs": 1, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_length": 512}},
         "train": {**fast().model_dump(exclude={"lora", "replay"}), "replay": {"fraction": 0.2}},
     })
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -300,3 +311,20 @@ def test_train_stage_writes_model_metrics_and_loss_curve(project: Path, monkeypa
     assert json.loads((project / "dvclive/train/t-tiny/metrics.json").read_text())["step"] == 6
     assert not (project / "dvclive/train/t-tiny/params.yaml").exists()
     assert not any((project / "checkpoints" / "t-tiny").iterdir())
+
+
+def test_a_misspelt_sft_option_stops_a_training_stage_before_it_loads_a_model(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["sft"]["warmup_step"] = 0.1
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    loaded = []
+    monkeypatch.setattr("stages.train.load_local", lambda *args: loaded.append(args))
+    with pytest.raises(SystemExit) as caught:
+        run_stage("stages.train", monkeypatch, "--task", "t", "--model", "tiny")
+    assert caught.value.code == 2 and not loaded
+    assert capsys.readouterr().err == (
+        "error: params.yaml: unknown key 'train.sft.warmup_step', not an option of TRL's SFTConfig "
+        "(did you mean 'train.sft.warmup_steps'?)\n"
+    )

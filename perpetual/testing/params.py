@@ -37,7 +37,7 @@ def params_dict(changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def section(schema: type[Section], name: str, /, **changes: Any) -> Section:
-    """One validated section of params.yaml (e.g. `section(TrainParams, "train", epochs=1)`), with changes."""
+    """One validated section of params.yaml (e.g. `section(TrainParams, "train", sft={"seed": 1})`), with changes."""
     raw = params_dict()
     for part in name.split("."):
         raw = raw[part]
