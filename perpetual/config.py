@@ -37,13 +37,18 @@ class PipelineParams(Strict):
 
 
 # ---------------------------------------------------------------- fetch
+# A project's tests assert what its code does, in fixtures and mocks: questions from them test the tests. Left out
+# unless a source's `exclude` says otherwise.
+TEST_FILES = ["**/tests", "**/test_*.py", "**/*_test.py", "**/conftest.py"]
+
+
 class LocalSource(Strict):
     """A folder on disk (or a git checkout): files matching `include` become documents."""
 
     kind: Literal["local"]
     path: str
     include: list[str] = ["**/*"]
-    exclude: list[str] = []
+    exclude: list[str] = TEST_FILES
     language: Literal["python", "markdown", "text"] = "text"
 
 
@@ -54,7 +59,7 @@ class GitSource(Strict):
     url: str
     commit: str = Field(min_length=7)
     include: list[str] = ["**/*.py"]
-    exclude: list[str] = []
+    exclude: list[str] = TEST_FILES
     language: Literal["python", "markdown", "text"] = "python"
 
 
