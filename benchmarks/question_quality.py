@@ -41,7 +41,7 @@ def mentions(text: str, answer: str) -> bool:
 def measure(task: str, source: object) -> None:
     params = load_params(REPO / "params.yaml")
     report = fetch(task, source, REPO / "data" / "cache" / "git")
-    chunks, _ = chunk_documents(report.documents, params.chunk.chunk_size, params.chunk.chunk_overlap)
+    chunks, _ = chunk_documents(report.documents, params.chunk)
     settings = params.generate
     result = OfflineTeacher(seed=0).generate(chunks, settings.flashcards_per_chunk, settings.mcqs_per_chunk)
     quality = QualityReport()

@@ -108,6 +108,7 @@ class FetchParams(Strict):
 class ChunkParams(Strict):
     chunk_size: int = Field(ge=64)
     chunk_overlap: int = Field(ge=0)
+    min_chunk_size: int = Field(ge=0)  # a smaller Python piece joins a neighbour when the two fit in chunk_size
 
     @model_validator(mode="after")
     def overlap_smaller_than_size(self) -> ChunkParams:

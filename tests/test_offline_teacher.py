@@ -33,7 +33,6 @@ from perpetual.teacher.quality import (
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = load_params(REPO / "params.yaml")
 TASKS = PARAMS.pipeline.tasks
-CHUNK_SIZE = 1200
 SETTINGS = PARAMS.generate
 SEED = PARAMS.pipeline.seed
 MCQ_STEM = re.compile(r'what completes "(.*) ___"\?$', re.S)
@@ -43,7 +42,7 @@ def load_chunks(task: str) -> list:
     source = PARAMS.fetch.sources[task]
     source = source.model_copy(update={"path": str(REPO / source.path)})
     report = fetch(task, source, REPO / "data" / "cache" / "git")
-    chunks, _ = chunk_documents(report.documents, CHUNK_SIZE, 0)
+    chunks, _ = chunk_documents(report.documents, PARAMS.chunk)
     return chunks
 
 

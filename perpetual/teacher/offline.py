@@ -154,8 +154,15 @@ def _source_name(chunk: Chunk) -> str:
 
 
 def _subject(chunk: Chunk) -> str:
-    """The chunk's first line (a product title, a heading, a def): tells otherwise identical questions apart."""
-    first = chunk["text"].strip().splitlines()[0].lstrip("#").strip()
+    """The chunk's first line (a product title, a heading, a def): tells otherwise identical questions apart.
+
+    A Python chunk opens with its `# path (class X)` header (perpetual/code_chunks.py), the same for every chunk
+    of a file: its first line of code says which part of the file the question is about.
+    """
+    lines = [line for line in chunk["text"].strip().splitlines() if line.strip()]
+    if chunk["language"] == "python" and len(lines) > 1 and lines[0].startswith("# "):
+        lines = lines[1:]
+    first = lines[0].lstrip("#").strip()
     return first if len(first) <= 60 else first[:57] + "..."
 
 
