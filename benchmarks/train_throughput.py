@@ -64,7 +64,7 @@ def training_rows(params: Params, task: str) -> tuple[list[dict[str, Any]], str]
     from perpetual.teacher.offline import OfflineTeacher
 
     documents = fetch(task, params.fetch.sources[task], REPO / paths.git_cache()).documents
-    chunks, _ = chunk_documents(documents, params.chunk.chunk_size, params.chunk.chunk_overlap)
+    chunks, _ = chunk_documents(documents, params.chunk)
     cards = OfflineTeacher(params.pipeline.seed).generate(chunks, params.generate.flashcards_per_chunk, 0).flashcards
     flashcards = [Flashcard(chunk_id=c.chunk_id, question=c.question, answer=c.answer) for c in cards]
     return interleave(chunks, flashcards), f"built from {params.fetch.sources[task].model_dump().get('path')}"

@@ -37,13 +37,18 @@ class PipelineParams(Strict):
 
 
 # ---------------------------------------------------------------- fetch
+# A project's tests assert what its code does, in fixtures and mocks: questions from them test the tests. Left out
+# unless a source's `exclude` says otherwise.
+TEST_FILES = ["**/tests", "**/test_*.py", "**/*_test.py", "**/conftest.py"]
+
+
 class LocalSource(Strict):
     """A folder on disk (or a git checkout): files matching `include` become documents."""
 
     kind: Literal["local"]
     path: str
     include: list[str] = ["**/*"]
-    exclude: list[str] = []
+    exclude: list[str] = TEST_FILES
     language: Literal["python", "markdown", "text"] = "text"
 
 
@@ -54,7 +59,7 @@ class GitSource(Strict):
     url: str
     commit: str = Field(min_length=7)
     include: list[str] = ["**/*.py"]
-    exclude: list[str] = []
+    exclude: list[str] = TEST_FILES
     language: Literal["python", "markdown", "text"] = "python"
 
 
@@ -103,6 +108,7 @@ class FetchParams(Strict):
 class ChunkParams(Strict):
     chunk_size: int = Field(ge=64)
     chunk_overlap: int = Field(ge=0)
+    min_chunk_size: int = Field(ge=0)  # a smaller Python piece joins a neighbour when the two fit in chunk_size
 
     @model_validator(mode="after")
     def overlap_smaller_than_size(self) -> ChunkParams:

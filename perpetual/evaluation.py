@@ -78,15 +78,17 @@ def task_manager():
 
 
 def make_lm(model: Any, tokenizer: Any, batch_size: int):
-    """lm-eval's HFLM, with each question's shared prompt scored once for its four options (perpetual/scoring.py)."""
+    """lm-eval's HFLM, with each question's shared prompt scored once for its four options (perpetual/scoring.py).
+
+    The evaluate stage builds one per model and scores both the MCQs (`score`) and retention with it."""
     from perpetual.scoring import SharedContextHFLM
 
     device = "cuda" if next(model.parameters()).is_cuda else "cpu"
     return SharedContextHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
 
 
-def score(model: Any, tokenizer: Any, configs: list[dict[str, Any]], batch_size: int) -> dict[str, list[dict[str, Any]]]:
-    """Run lm-eval on the in-memory model; return per-question log-likelihoods for each task name.
+def score(lm: Any, configs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Run lm-eval with `lm` (`make_lm`: the in-memory model); return per-question log-likelihoods for each task name.
 
     `lm_eval.evaluator.evaluate` is what `simple_evaluate` and the CLI call after loading the model and tasks; calling
     it directly skips their environment report (a `pip list` subprocess per call). Log-likelihood scoring draws no
@@ -97,7 +99,7 @@ def score(model: Any, tokenizer: Any, configs: list[dict[str, Any]], batch_size:
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     output = evaluate(
-        lm=make_lm(model, tokenizer, batch_size),
+        lm=lm,
         task_dict=task_manager().load(configs),
         bootstrap_iters=0,
         log_samples=True,

@@ -162,13 +162,21 @@ def markdown_table(
         "## Baselines from the MCQ sets themselves (no reading)",
         "",
         "Chance: 1 in 4 (both formats). Majority letter: always answering the most frequent correct letter (letter "
-        "format). Longest option: always picking the longest option text (either format).",
+        "format). Longest option: always picking the longest option text (either format). Guessability: the base "
+        "model's accuracy minus chance, per model and format (it never read the text: what surface cues are worth).",
         "",
-        "| Task | chance | majority letter | longest option |",
-        "|---|---|---|---|",
+        "| Task | chance | majority letter | longest option | guessability (base − chance) |",
+        "|---|---|---|---|---|",
     ]
+    guessed = guessability(rows)
     for task, values in baselines.items():
-        lines.append(f"| {task} | {values['chance']:.3f} | {values['majority_letter']:.3f} | {values['longest_option']:.3f} |")
+        margins = "; ".join(
+            f"{model} " + ", ".join(f"{fmt} {margin:+.3f}" for fmt, margin in sorted(by_format.items()))
+            for model, by_format in sorted(guessed.get(task, {}).items())
+        )
+        lines.append(
+            f"| {task} | {values['chance']:.3f} | {values['majority_letter']:.3f} | {values['longest_option']:.3f} | {margins or '-'} |"
+        )
     lines += [
         "",
         "## The paper's published Table 2 (paper, not ours: other models and MCQ sets; letter format, no CIs)",
@@ -179,6 +187,19 @@ def markdown_table(
     for (task, model), published in PAPER_TABLE_2.items():
         lines.append(f"| {task} | {model} (paper) | " + " | ".join(f"{value:.4f}" for value in published) + " |")
     return "\n".join(lines) + "\n"
+
+
+def guessability(rows: Sequence[Mapping[str, Any]], chance: float = 0.25) -> dict[str, dict[str, dict[str, float]]]:
+    """The base model's accuracy above chance, per task, model and format: what the questions give away unread.
+
+    The base model never saw the task's text, so its margin over chance is what surface cues (an option's form, the
+    question's wording) are worth; "learned" is measured against it.
+    """
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for row in rows:
+        if row["condition"] == "base":
+            found.setdefault(row["task"], {}).setdefault(row["model"], {})[row["format"]] = round(row["acc"] - chance, 4)
+    return found
 
 
 def _order(rows: Sequence[dict[str, Any]], task: str) -> int:

@@ -8,22 +8,27 @@ that appear in no task), each computed for the model evaluate@ calls "base" and 
   better; a drop after fine-tuning means the model has moved away from answering instructions.
 * `format_following`: the share of greedy answers that follow the format they were asked in (`train.template`:
   Alpaca, or the model's own chat template; see `classify`).
+
+Both are computed through the lm the evaluate stage scores the MCQs with (perpetual/scoring.py `SharedContextHFLM`,
+lm-eval's HFLM): its `_loglikelihood_tokens` for the log-likelihoods and its `generate_until` for the answers, so
+batching, padding and generation are lm-eval's, in one place.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from perpetual.errors import UserError
 from perpetual.io import read_jsonl
 from perpetual.statistics import mcnemar_exact, wilcoxon_paired
 from perpetual.templates import Template
+
+if TYPE_CHECKING:
+    from perpetual.scoring import SharedContextHFLM
 
 Stop = Literal["eos", "header", "run_on", "empty"]
 
@@ -48,85 +53,62 @@ def load_instructions(path: Path, limit: int | None = None) -> list[Instruction]
     return items
 
 
-def reference_loglik(model: Any, tokenizer: Any, items: Sequence[Instruction], template: Template, batch_size: int) -> list[tuple[float, int]]:
+def reference_loglik(lm: SharedContextHFLM, items: Sequence[Instruction], template: Template) -> list[tuple[float, int]]:
     """Per item: (sum of log p(reference tokens + the closing token | prompt), number of those tokens).
 
     The prompt is the instruction in `template`; the closing token is what training appends to an answer (EOS for
-    alpaca, the end-of-turn token for chat). Prompt and reference are tokenised separately, as SFT sees them (the
-    prompt with the tokenizer's own special tokens, e.g. Gemma's BOS, as lm-eval does), and right-padded: a causal
-    model's scores at real positions cannot depend on padding that comes after them, so no attention mask is needed.
+    alpaca, the end-of-turn token for chat). Prompt and reference are tokenised separately, as SFT sees them: the
+    prompt as lm-eval encodes a context (with the tokenizer's own special tokens, e.g. Gemma's BOS, unless the text
+    already starts with it), the reference without special tokens. The pairs are scored by the lm's
+    `_loglikelihood_tokens`, the method lm-eval's `loglikelihood` calls for the MCQs (perpetual/scoring.py).
     """
-    device = next(model.parameters()).device
+    tokenizer = lm.tokenizer
     closing = int(tokenizer.convert_tokens_to_ids(template.end_of_answer))
-    encoded = []
+    requests = []
     for item in items:
-        prompt = tokenizer(template.instruction(item.instruction, item.input))["input_ids"]
+        prompt = template.instruction(item.instruction, item.input)
         reference = tokenizer(item.reference, add_special_tokens=False)["input_ids"] + [closing]
-        encoded.append((prompt, reference))
-    results: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
-    # Longest first, so each batch pads little (as lm-eval orders its requests).
-    order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        sequences = [encoded[i][0] + encoded[i][1] for i in batch]
-        width = max(len(sequence) for sequence in sequences)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-        for row, sequence in enumerate(sequences):
-            ids[row, : len(sequence)] = torch.tensor(sequence)
-        with torch.inference_mode():
-            logits = model(ids.to(device)).logits.float()
-        for row, index in enumerate(batch):
-            prompt, reference = encoded[index]
-            # Positions that predict the reference tokens: the last prompt token up to the one before the closing one.
-            predicting = logits[row, len(prompt) - 1 : len(prompt) + len(reference) - 1]
-            logprobs = torch.log_softmax(predicting, dim=-1)
-            total = logprobs.gather(1, torch.tensor(reference, device=device).unsqueeze(1)).sum()
-            results[index] = (float(total), len(reference))
-    return results
+        requests.append(((prompt, item.reference), lm.tok_encode(prompt), reference))
+    scored = lm._loglikelihood_tokens(requests, disable_tqdm=True)
+    return [(float(total), len(reference)) for (total, _), (_, _, reference) in zip(scored, requests, strict=True)]
 
 
-def greedy_answers(model: Any, tokenizer: Any, prompts: Sequence[str], template: Template, max_new_tokens: int, batch_size: int) -> list[tuple[list[int], str]]:
-    """Greedy continuations: (new token ids, decoded text), stopping at a stop token of `template` (EOS, the
-    end-of-turn token) or at one of its stop strings (alpaca: "###")."""
-    device = next(model.parameters()).device
-    stop_ids = template.stop_token_ids()
-    answers: list[tuple[list[int], str]] = [([], "")] * len(prompts)
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation continues from the last position, so pad on the left
-    try:
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(device)
-            with torch.inference_mode():
-                output = model.generate(
-                    **inputs,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    eos_token_id=stop_ids,
-                    pad_token_id=tokenizer.pad_token_id,
-                    stop_strings=list(template.stop_strings) or None,
-                    tokenizer=tokenizer,
-                )
-            for row, index in enumerate(batch):
-                new = trim_padding(output[row, inputs["input_ids"].shape[1] :].tolist(), tokenizer.pad_token_id, stop_ids)
-                answers[index] = (new, tokenizer.decode(new, skip_special_tokens=False))
-    finally:
-        tokenizer.padding_side = previous_side
+def greedy_answers(lm: SharedContextHFLM, prompts: Sequence[str], template: Template, max_new_tokens: int, stop_ids: Collection[int] | None = None) -> list[tuple[list[int], str]]:
+    """Greedy continuations through the lm's `generate_until`: (new token ids, decoded text with special tokens),
+    each ending at a stop token of `template` (`stop_ids`: EOS, the end-of-turn token) or at one of its stop strings
+    (alpaca: "###"), or after `max_new_tokens`."""
+    from lm_eval.api.instance import Instance
+
+    stop_ids = set(template.stop_token_ids() if stop_ids is None else stop_ids)
+    stop_strings = list(template.stop_strings)
+    arguments: dict[str, Any] = {"until": stop_strings, "max_gen_toks": max_new_tokens, "do_sample": False, "eos_token_id": sorted(stop_ids)}
+    if stop_strings:
+        arguments["stop_strings"] = stop_strings
+    requests = [Instance("generate_until", {}, (prompt, arguments), index) for index, prompt in enumerate(prompts)]
+    answers = []
+    for _, generated in lm.generate_until_with_tokens(requests, disable_tqdm=True):
+        tokens = answer_tokens(generated, stop_ids, stop_strings, lm.tokenizer)
+        answers.append((tokens, lm.tokenizer.decode(tokens, skip_special_tokens=False)))
     return answers
 
 
-def trim_padding(new_tokens: list[int], pad_token_id: int, stop_token_ids: Sequence[int]) -> list[int]:
-    """Drop the padding `generate` appends to answers that finished before the rest of their batch."""
-    trimmed = list(new_tokens)
-    while trimmed and trimmed[-1] == pad_token_id:
-        trimmed.pop()
-    if pad_token_id in stop_token_ids and len(trimmed) < len(new_tokens):
-        trimmed.append(pad_token_id)  # where padding is a stop token, the first of those was the answer's own stop
-    return trimmed
+def answer_tokens(generated: Sequence[int], stop_ids: Collection[int], stop_strings: Sequence[str], tokenizer: Any) -> list[int]:
+    """The answer in a row of generated ids: up to and including the first stop token, or the token that completes
+    the first stop string, whichever comes first. What follows (the padding of a row that finished before its batch)
+    is dropped; without a stop, all of it."""
+    end = next((index + 1 for index, token in enumerate(generated) if token in stop_ids), len(generated))
+    answer = list(generated[:end])
+    if stop_strings and any(stop in tokenizer.decode(answer, skip_special_tokens=False) for stop in stop_strings):
+        end = next(
+            length
+            for length in range(1, len(answer) + 1)
+            if any(stop in tokenizer.decode(answer[:length], skip_special_tokens=False) for stop in stop_strings)
+        )
+        answer = answer[:end]
+    return answer
 
 
-def classify(new_tokens: Sequence[int], text: str, template: Template) -> Stop:
+def classify(new_tokens: Sequence[int], text: str, template: Template, stop_ids: Collection[int] | None = None) -> Stop:
     """How a greedy answer ended.
 
     * `eos`: the model emitted a stop token (EOS; for chat, the end-of-turn token) after a non-empty answer.
@@ -135,10 +117,13 @@ def classify(new_tokens: Sequence[int], text: str, template: Template) -> Stop:
     * `empty`: a stop token or a header came before any non-whitespace text.
     * `run_on`: no stop within the token budget (raw text running on, e.g. catalogue prose), or "###" in the middle
       of a line.
+
+    `stop_ids`: `template.stop_token_ids()`, when the caller has them already.
     """
+    stop_ids = set(template.stop_token_ids() if stop_ids is None else stop_ids)
     stop_tokens = dict.fromkeys([template.eos_token, template.end_of_answer])
     header = re.compile("|".join(rf"(?:^|\n)[ \t]*{re.escape(marker)}" for marker in template.stop_strings)) if template.stop_strings else None
-    if any(token in template.stop_token_ids() for token in new_tokens):
+    if any(token in stop_ids for token in new_tokens):
         answer = re.split("|".join(re.escape(token) for token in stop_tokens), text, maxsplit=1)[0]
         found = header.search(answer) if header else None
         if found:
@@ -156,13 +141,14 @@ def follows_format(stop: Stop) -> bool:
     return stop in ("eos", "header")
 
 
-def measure(model: Any, tokenizer: Any, items: Sequence[Instruction], template: Template, max_new_tokens: int, batch_size: int) -> dict[str, Any]:
-    """Both retention measures for one model, with per-item values for paired tests."""
-    model.eval()
-    scored = reference_loglik(model, tokenizer, items, template, batch_size)
+def measure(lm: SharedContextHFLM, items: Sequence[Instruction], template: Template, max_new_tokens: int) -> dict[str, Any]:
+    """Both retention measures for one model, with per-item values for paired tests, through `lm`: the HFLM
+    (perpetual/evaluation.py `make_lm`) that scores the model's MCQs, with its batch size."""
+    scored = reference_loglik(lm, items, template)
     prompts = [template.instruction(item.instruction, item.input) for item in items]
-    answers = greedy_answers(model, tokenizer, prompts, template, max_new_tokens, batch_size)
-    stops = [classify(tokens, text, template) for tokens, text in answers]
+    stop_ids = template.stop_token_ids()
+    answers = greedy_answers(lm, prompts, template, max_new_tokens, stop_ids)
+    stops = [classify(tokens, text, template, stop_ids) for tokens, text in answers]
     return {
         "loglik_per_token": sum(total for total, _ in scored) / max(1, sum(count for _, count in scored)),
         "per_item_loglik_per_token": [total / count for total, count in scored],

@@ -36,13 +36,18 @@ Model families (see `SharedContextHFLM.shared_context_mode`):
   continuations go through the single-token recurrent step, one position at a time (all rows together).
 * everything else (seq2seq, sliding-window or chunked attention shorter than the input, hybrid linear-attention
   models, PEFT wrappers, other model classes) and `batch_size="auto"`: the parent's method, unchanged.
+
+Retention (perpetual/retention.py) scores and answers through the same object: its reference log-likelihoods go
+through `_loglikelihood_tokens` above, and its greedy answers through HFLM's own `generate_until`, which
+`generate_until_with_tokens` runs while recording each answer's generated token ids (retention needs them: whether
+an answer ended with a stop token, and its text with the special tokens that `generate_until`'s string drops).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -60,6 +65,32 @@ ATTENTION_FORWARD_ARGUMENTS = {"past_key_values", "position_ids", "attention_mas
 Request = tuple[tuple[str, str], list[int], list[int]]
 
 
+class FixedVocabTokenizer:
+    """A tokenizer whose `get_vocab()` returns one dict, in one order, every time; everything else is the tokenizer's.
+
+    transformers' `StopStringCriteria` (what `generate(stop_strings=...)` builds on every call) caches its tables per
+    vocabulary, keyed by `tuple(tokenizer.get_vocab().keys())`; a fast tokenizer returns its vocabulary in a new
+    order on each call, so the cache never hits and every `generate` call rebuilt them (0.3 s for SmolLM2's 49k
+    tokens on CPU, per batch). With this wrapper the tables are built once per vocabulary.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self._vocab = tokenizer.get_vocab()
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._vocab
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        tokenizer = self.__dict__.get("tokenizer")  # absent while a copy is being built: no recursion
+        if tokenizer is None:
+            raise AttributeError(name)
+        return getattr(tokenizer, name)
+
+
 class SharedContextHFLM(HFLM):
     """HFLM whose log-likelihood requests run each distinct context once and score its continuations from the cache.
 
@@ -69,6 +100,9 @@ class SharedContextHFLM(HFLM):
 
     _mode: str | None
     _logits_to_keep = False
+    _recording: list[tuple[str, list[int]]] | None = None  # (prompt, generated ids) while generate_until_with_tokens runs
+    _batch_prompts: Sequence[str] = ()
+    _fixed_vocab: FixedVocabTokenizer | None = None
 
     def shared_context_mode(self) -> str | None:
         """"attention", "recurrent", or None where the parent's `_loglikelihood_tokens` is used (module docstring)."""
@@ -151,6 +185,45 @@ class SharedContextHFLM(HFLM):
         complete = [result for result in results if result is not None]
         assert len(complete) == len(results)
         return complete
+
+    def generate_until_with_tokens(self, requests: Sequence[Any], disable_tqdm: bool = False) -> list[tuple[str, list[int]]]:
+        """HFLM's `generate_until` (its batching, left padding, stop handling and decoding), returning with each
+        answer string the token ids generated after its prompt: the whole row of its batch, so an answer that stopped
+        before the rest may be followed by padding (perpetual/retention.py `answer_tokens` cuts it).
+
+        Besides lm-eval's generation kwargs (`until`, `max_gen_toks`, `do_sample`, and any `generate` keyword such as
+        `eos_token_id`), a request may give `stop_strings`: then each row ends at one of them as transformers'
+        `generate` ends it (lm-eval's `until` stops the batch only when every row has met one).
+        """
+        self._recording = []
+        try:
+            texts = self.generate_until(list(requests), disable_tqdm=disable_tqdm)
+            recorded = self._recording
+        finally:
+            self._recording = None
+        by_prompt: dict[str, list[list[int]]] = {}
+        for prompt, generated in recorded:
+            by_prompt.setdefault(prompt, []).append(generated)
+        return [(text, by_prompt[request.args[0]].pop(0)) for text, request in zip(texts, requests, strict=True)]
+
+    def tok_batch_encode(
+        self, strings: list[str], padding_side: str = "left", left_truncate_len: int | None = None, truncation: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._recording is not None:
+            self._batch_prompts = list(strings)  # which prompt each row of the next `_model_generate` call is
+        return super().tok_batch_encode(strings, padding_side=padding_side, left_truncate_len=left_truncate_len, truncation=truncation)
+
+    def _model_generate(self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any) -> torch.Tensor:
+        if generation_kwargs.get("stop_strings"):
+            # transformers needs the tokenizer to match stop strings per row; see FixedVocabTokenizer for why this one.
+            if self._fixed_vocab is None or self._fixed_vocab.tokenizer is not self.tokenizer:
+                self._fixed_vocab = FixedVocabTokenizer(self.tokenizer)
+            generation_kwargs["tokenizer"] = self._fixed_vocab
+        output = super()._model_generate(context, max_length, stop, **generation_kwargs)
+        if self._recording is not None:
+            generated = output[:, context.shape[1] :] if self.backend == "causal" else output
+            self._recording.extend(zip(self._batch_prompts, generated.tolist(), strict=True))
+        return output
 
     @contextmanager
     def _inference(self) -> Iterator[None]:

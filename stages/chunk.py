@@ -14,7 +14,7 @@ def main() -> None:
     args, params = stage_args(__doc__, task=True)
 
     documents = read_jsonl(paths.raw(args.task))
-    chunks, duplicates = chunk_documents(documents, params.chunk.chunk_size, params.chunk.chunk_overlap)
+    chunks, duplicates = chunk_documents(documents, params.chunk)
 
     write_jsonl(paths.chunks(args.task), chunks)
     sizes = sorted(len(chunk["text"]) for chunk in chunks)

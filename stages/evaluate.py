@@ -1,8 +1,8 @@
 """evaluate@<task>-<model>: MCQ accuracy in every condition and format, with CIs, paired significance, knowledge
 consistency, and retention of assistant behaviour (base vs fine-tuned).
 
-Each model (base, fine-tuned) is loaded once; lm-eval runs all its conditions and formats in one call, then the
-retention set is scored and answered while the model is still loaded.
+Each model (base, fine-tuned) is loaded once, as one lm-eval HFLM: lm-eval runs all its conditions and formats in one
+call, then the same HFLM scores and answers the retention set.
 """
 
 import sys
@@ -13,7 +13,7 @@ from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.conditions import selected
 from perpetual.errors import exits_cleanly
-from perpetual.evaluation import build_items, cells_from_predictions, score, task_config, task_name
+from perpetual.evaluation import build_items, cells_from_predictions, make_lm, score, task_config, task_name
 from perpetual.io import read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local
 from perpetual.retention import answer_rows, compare, load_instructions, measure
@@ -42,6 +42,7 @@ def main() -> None:
             if not conditions:
                 continue
             model, tokenizer = load_local(folder)
+            lm = make_lm(model, tokenizer, settings.batch_size)
             template = make_template(template_name, tokenizer, str(folder))
             configs, names = [], {}
             for condition in conditions:
@@ -52,12 +53,12 @@ def main() -> None:
                     write_jsonl(data_file, items)
                     configs.append(task_config(name, data_file))
                     names[name] = (condition, fmt)
-            for name, rows in score(model, tokenizer, configs, settings.batch_size).items():
+            for name, rows in score(lm, configs).items():
                 condition, fmt = names[name]
                 predictions.extend({"condition": condition, "format": fmt, **row} for row in rows)
             if instructions:
-                retained[which] = measure(model, tokenizer, instructions, template, settings.retention.max_new_tokens, settings.batch_size)
-            del model
+                retained[which] = measure(lm, instructions, template, settings.retention.max_new_tokens)
+            del model, lm
 
     predictions.sort(key=lambda row: (row["condition"], row["format"]))
     cells = cells_from_predictions(predictions, settings.bootstrap_samples, params.pipeline.seed, settings.alpha)

@@ -6,7 +6,7 @@ from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import atomic_path, read_json, write_json, write_text
-from perpetual.report import flatten, markdown_table, plot, retrieval_summary
+from perpetual.report import flatten, guessability, markdown_table, plot, retrieval_summary
 
 
 @exits_cleanly
@@ -24,7 +24,12 @@ def main() -> None:
 
     write_json(
         paths.METRICS / "results.json",
-        {"rows": rows, "retention": {f"{task}-{model}": values for (task, model), values in retention.items()}, "retrieval": retrieval},
+        {
+            "rows": rows,
+            "retention": {f"{task}-{model}": values for (task, model), values in retention.items()},
+            "retrieval": retrieval,
+            "guessability": guessability(rows),
+        },
     )
     table = markdown_table(
         rows, baselines, params.evaluate.formats, retention, retrieval, params.index.embedder, params.index.context_template

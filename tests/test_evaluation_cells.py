@@ -9,11 +9,11 @@ import pytest
 
 from perpetual.errors import UserError
 from perpetual.evaluation import cells_from_predictions
-from perpetual.retention import answer_rows, classify, compare, follows_format, load_instructions, trim_padding
+from perpetual.retention import answer_rows, classify, compare, follows_format, load_instructions
 from perpetual.statistics import knowledge_consistency, mcnemar_exact
 from perpetual.templates import Template
 
-EOS, EOS_ID, PAD_ID = "<|endoftext|>", 0, 1
+EOS, EOS_ID = "<|endoftext|>", 0
 
 
 def _rows(condition: str, fmt: str, correct: list[int], shift: float = 0.0) -> list[dict]:
@@ -74,6 +74,7 @@ def test_cells_worse_than_reference_is_not_learned() -> None:
 def test_classify(tokens: list[int], text: str, expected: str, alpaca: Template) -> None:
     assert (alpaca.eos_token, alpaca.stop_token_ids()) == (EOS, [EOS_ID])
     assert classify(tokens, text, alpaca) == expected
+    assert classify(tokens, text, alpaca, stop_ids=[EOS_ID]) == expected  # stop ids computed once by the caller
     assert follows_format(expected) == (expected in ("eos", "header"))  # type: ignore[arg-type]
 
 
@@ -85,15 +86,6 @@ def test_classify_in_the_chat_template(chat: Template) -> None:
     assert classify([end_id], end, chat) == "empty"
     # No Alpaca headers in a chat answer: "###" is text, and an answer without end-of-turn runs on.
     assert classify([5, 6], "Paris.\n### Instruction", chat) == "run_on"
-
-
-def test_trim_padding() -> None:
-    assert trim_padding([5, 6, EOS_ID, PAD_ID, PAD_ID], PAD_ID, [EOS_ID]) == [5, 6, EOS_ID]
-    assert trim_padding([5, 6], PAD_ID, [EOS_ID]) == [5, 6]
-    # Where padding is EOS (most pretrained tokenizers), the answer keeps its own EOS.
-    assert trim_padding([5, 6, EOS_ID, EOS_ID, EOS_ID], EOS_ID, [EOS_ID]) == [5, 6, EOS_ID]
-    assert trim_padding([5, 6], EOS_ID, [EOS_ID]) == [5, 6]
-    assert trim_padding([5, 6, 9, 9], 9, [EOS_ID, 9]) == [5, 6, 9]  # padding is the end-of-turn token
 
 
 def test_load_instructions(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """perpetual/evaluation.py and perpetual/retention.py on real (tiny, random) models: what lm-eval scores and how
-retention is measured, checked against plain torch computations."""
+retention is measured (through the same lm-eval HFLM), checked against plain torch computations."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from perpetual.config import TinyGemma, TinyMamba2, TokenizerParams
-from perpetual.evaluation import build_items, score, task_config, task_manager
+from perpetual.evaluation import build_items, make_lm, score, task_config, task_manager
 from perpetual.io import write_jsonl
 from perpetual.models import build_tiny, train_tokenizer
 from perpetual.records import Mcq
-from perpetual.retention import Instruction, greedy_answers, measure, reference_loglik, summary
+from perpetual.retention import Instruction, answer_tokens, greedy_answers, measure, reference_loglik, summary
 from perpetual.templates import make_template
 
 TEXTS = [
@@ -71,7 +71,7 @@ def test_score_matches_direct_loglikelihoods(model, tokenizer, tmp_path: Path, f
     retrieved = {"m1": {"contexts": ["The Nova weighs 1336 grams."]}}
     items = build_items(_mcqs(), "rag", fmt, retrieved, "Context:\n{context}\n\n", make_template("alpaca", tokenizer))
     write_jsonl(tmp_path / "items.jsonl", items)
-    rows = score(model, tokenizer, [task_config(f"perpetual_test_{fmt}", tmp_path / "items.jsonl")], batch_size=3)[f"perpetual_test_{fmt}"]
+    rows = score(make_lm(model, tokenizer, 3), [task_config(f"perpetual_test_{fmt}", tmp_path / "items.jsonl")])[f"perpetual_test_{fmt}"]
     assert [row["mcq_id"] for row in rows] == ["m1", "m2"]
     for row, item in zip(rows, items):
         expected = [_continuation_loglik(model, tokenizer, item["query"], choice) for choice in item["choices"]]
@@ -84,7 +84,7 @@ def test_score_matches_direct_loglikelihoods(model, tokenizer, tmp_path: Path, f
 def test_batch_size_does_not_change_predictions(model, tokenizer, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "items.jsonl", build_items(_mcqs() * 3, "base", "cloze", {}, "{context}", make_template("alpaca", tokenizer)))
     config = [task_config("perpetual_test_bs", tmp_path / "items.jsonl")]
-    one, many = score(model, tokenizer, config, batch_size=1), score(model, tokenizer, config, batch_size=8)
+    one, many = score(make_lm(model, tokenizer, 1), config), score(make_lm(model, tokenizer, 8), config)
     assert [row["pred"] for row in one["perpetual_test_bs"]] == [row["pred"] for row in many["perpetual_test_bs"]]
     for a, b in zip(one["perpetual_test_bs"], many["perpetual_test_bs"]):
         assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=1e-4)
@@ -102,7 +102,7 @@ def template(tokenizer):
 
 def test_reference_loglik_is_teacher_forced_reference_plus_eos(model, tokenizer, template) -> None:
     items = _instructions()
-    batched = reference_loglik(model, tokenizer, items, template, batch_size=8)
+    batched = reference_loglik(make_lm(model, tokenizer, 8), items, template)
     for (total, count), item in zip(batched, items):
         prompt = tokenizer(template.instruction(item.instruction))["input_ids"]
         reference = tokenizer(item.reference, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -110,19 +110,83 @@ def test_reference_loglik_is_teacher_forced_reference_plus_eos(model, tokenizer,
             logprobs = torch.log_softmax(model(torch.tensor([prompt + reference])).logits[0].float(), dim=-1)
         expected = sum(float(logprobs[len(prompt) - 1 + i, token]) for i, token in enumerate(reference))
         assert count == len(reference)
-        assert total == pytest.approx(expected, abs=1e-3)  # right padding in the batch changes nothing
+        assert total == pytest.approx(expected, abs=1e-3)  # batching (padding, the shared-context cache) changes nothing
 
 
-def test_greedy_answers_do_not_depend_on_batching(model, tokenizer, template) -> None:
+def _plain_greedy(model, tokenizer, prompt: str, template, max_new_tokens: int) -> list[int]:
+    """One prompt, no batch: argmax token by token until a stop token, a stop string or the budget."""
+    ids = tokenizer(prompt)["input_ids"]
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            token = int(model(torch.tensor([ids + new])).logits[0, -1].argmax())
+        new.append(token)
+        if token in template.stop_token_ids() or any(stop in tokenizer.decode(new) for stop in template.stop_strings):
+            break
+    return new
+
+
+def test_greedy_answers_are_plain_greedy_decoding_whatever_the_batch(model, tokenizer, template) -> None:
     prompts = [template.instruction(item.instruction) for item in _instructions()]
-    together = greedy_answers(model, tokenizer, prompts, template, max_new_tokens=12, batch_size=8)
-    alone = [greedy_answers(model, tokenizer, [prompt], template, max_new_tokens=12, batch_size=1)[0] for prompt in prompts]
+    together = greedy_answers(make_lm(model, tokenizer, 8), prompts, template, max_new_tokens=12)
+    alone = [greedy_answers(make_lm(model, tokenizer, 1), [prompt], template, max_new_tokens=12)[0] for prompt in prompts]
     assert together == alone
+    for (tokens, text), prompt in zip(together, prompts):
+        assert tokens == _plain_greedy(model, tokenizer, prompt, template, 12)
+        assert text == tokenizer.decode(tokens, skip_special_tokens=False)
     assert tokenizer.padding_side == "right"  # restored after left-padded generation
 
 
+def test_retention_scores_and_generates_through_the_lm(model, tokenizer, template, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One scoring path: retention's log-likelihoods and answers come from the lm-eval HFLM that scores the MCQs
+    (its `_loglikelihood_tokens` and `generate_until`); every model call happens inside one of them, none in a
+    batching, padding or generation loop of retention's own."""
+    lm = make_lm(model, tokenizer, 2)
+    calls: list[tuple[str, bool]] = []  # (what, inside an lm method)
+    active: list[str] = []
+    for name in ("_loglikelihood_tokens", "generate_until"):
+        method = getattr(lm, name)
+
+        def spy(*args, _method=method, _name=name, **kwargs):
+            calls.append((_name, bool(active)))
+            active.append(_name)
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                active.pop()
+
+        monkeypatch.setattr(lm, name, spy)
+    for name in ("forward", "generate"):
+        original = getattr(type(model), name)
+
+        def model_call(*args, _original=original, _name=name, **kwargs):
+            calls.append((_name, bool(active)))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(type(model), name, model_call)
+    measured = measure(lm, _instructions(), template, max_new_tokens=4)
+    assert len(measured["answers"]) == 3
+    assert calls[0] == ("_loglikelihood_tokens", False)
+    assert all(inside for what, inside in calls if what in ("forward", "generate"))
+    # HFLM batches the three prompts two by two: one `generate_until` call, two `generate` calls.
+    assert [what for what, _ in calls if what != "forward"] == ["_loglikelihood_tokens", "generate_until", "generate", "generate"]
+
+
+def test_answer_tokens_cut_at_the_first_stop(tokenizer, template) -> None:
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    words = tokenizer("64.", add_special_tokens=False)["input_ids"]
+    header = tokenizer("\n### Instruction", add_special_tokens=False)["input_ids"]
+    stops, strings = template.stop_token_ids(), template.stop_strings
+    assert answer_tokens(words + [eos, pad, pad], stops, strings, tokenizer) == words + [eos]  # padding after the stop
+    assert answer_tokens(words + [eos, eos], stops, strings, tokenizer) == words + [eos]  # padding that is EOS
+    assert answer_tokens(words, stops, strings, tokenizer) == words  # no stop: the whole budget
+    cut = answer_tokens(words + header + words + [eos], stops, strings, tokenizer)  # stop string before the stop token
+    assert "###" in tokenizer.decode(cut) and "###" not in tokenizer.decode(cut[:-1])  # up to the token completing it
+    assert answer_tokens(words + [pad, 9, pad], [eos, pad], (), tokenizer) == words + [pad]  # padding is a stop token
+
+
 def test_measure_and_summary(model, tokenizer, template) -> None:
-    measured = measure(model, tokenizer, _instructions(), template, max_new_tokens=6, batch_size=2)
+    measured = measure(make_lm(model, tokenizer, 2), _instructions(), template, max_new_tokens=6)
     result = summary(measured)
     assert result["n"] == 3
     assert sum(result[f"stop_{kind}"] for kind in ("eos", "header", "run_on", "empty")) == 3

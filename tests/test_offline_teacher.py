@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from perpetual.teacher.quality import (
     clean_flashcards,
     clean_mcqs,
     mcq_set_metrics,
+    mentions,
     normalise,
     strip_letter_prefix,
 )
@@ -31,7 +33,6 @@ from perpetual.teacher.quality import (
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = load_params(REPO / "params.yaml")
 TASKS = PARAMS.pipeline.tasks
-CHUNK_SIZE = 1200
 SETTINGS = PARAMS.generate
 SEED = PARAMS.pipeline.seed
 MCQ_STEM = re.compile(r'what completes "(.*) ___"\?$', re.S)
@@ -41,7 +42,7 @@ def load_chunks(task: str) -> list:
     source = PARAMS.fetch.sources[task]
     source = source.model_copy(update={"path": str(REPO / source.path)})
     report = fetch(task, source, REPO / "data" / "cache" / "git")
-    chunks, _ = chunk_documents(report.documents, CHUNK_SIZE, 0)
+    chunks, _ = chunk_documents(report.documents, PARAMS.chunk)
     return chunks
 
 
@@ -241,3 +242,57 @@ def test_balance_letters_on_hand_made_drafts() -> None:
         assert mcq["options"][LETTERS.index(mcq["answer"])] == f"right {i}"
     # Not a fixed rotation: position in the file must not predict the letter.
     assert [mcq["answer"] for mcq in mcqs[:8]] != list("ABCDABCD")
+
+
+# ---------------------------------------------------------------- questions that test knowledge, not surface cues
+@pytest.mark.parametrize("task", TASKS)
+def test_the_correct_option_is_never_shown_before_the_blank(corpora: dict, task: str) -> None:
+    for mcq in corpora[task]["mcqs"]:
+        correct = mcq["options"][LETTERS.index(mcq["answer"])]
+        assert not mentions(mcq["question"], correct), mcq["question"]
+        assert not mentions(mcq["cloze_prefix"], correct), (mcq["cloze_prefix"][-80:], correct)
+
+
+def test_code_answers_are_no_python_boilerplate(corpora: dict) -> None:
+    answers = [mcq["options"][LETTERS.index(mcq["answer"])] for mcq in corpora["code"]["mcqs"]]
+    assert not {"None", "True", "False", "self", "cls", "return", "len", "str"} & set(answers)
+    assert not any(re.match(r"\s*(from \S+ )?import ", mcq["cloze_prefix"].splitlines()[-1]) for mcq in corpora["code"]["mcqs"])
+
+
+def _chunk(chunk_id: str, text: str, language: str = "product") -> dict:
+    return {"chunk_id": chunk_id, "task": "products", "source": f"cat.csv#{chunk_id}", "language": language, "text": text}
+
+
+def test_statements_skip_boilerplate_imports_references_and_answers_shown_earlier() -> None:
+    code = _chunk("c", "import os\nfrom kiln import Glaze\nready = True\nlimit = 1280\nwarm = limit\n", "python")
+    assert [s.answer for s in extract_statements(code)] == ["1280"]  # `warm = limit`: limit is shown above
+    bibliography = "A. Smith. 2024. Tiny kilns. arXiv preprint arXiv:2401.00001."
+    prose = _chunk("p", f"Kiln notes\nThe kiln reaches 1280 degrees.\n{bibliography}\nIts door is made of basalt.", "text")
+    assert [s.answer for s in extract_statements(prose)] == ["1280", "basalt"]
+
+
+def test_distractors_come_from_the_answers_language() -> None:
+    english = [f"Kettle model {i}\nIt boils water quickly in the kitchen. The body of this kettle is {word}." for i, word in
+               enumerate(["copper", "granite", "bamboo", "ceramic", "titanium", "walnut"])]  # fmt: skip
+    spanish = [f"Hervidor modelo {i}\nHierve el agua rápidamente en la cocina. El cuerpo del hervidor es {word}." for i, word in
+               enumerate(["cobre", "granito", "bambú", "cerámica", "titanio", "nogal"])]  # fmt: skip
+    chunks = [_chunk(f"en{i}", text) for i, text in enumerate(english)] + [_chunk(f"es{i}", text) for i, text in enumerate(spanish)]
+    result = OfflineTeacher(seed=0).generate(chunks, flashcards_per_chunk=0, mcqs_per_chunk=2)
+    words = {"en": {"copper", "granite", "bamboo", "ceramic", "titanium", "walnut", "kitchen", "quickly"},
+             "es": {"cobre", "granito", "bambú", "cerámica", "titanio", "nogal", "cocina", "rápidamente"}}  # fmt: skip
+    assert result.mcqs
+    for draft in result.mcqs:
+        own = "en" if draft.chunk_id.startswith("en") else "es"
+        other = "es" if own == "en" else "en"
+        assert not set(draft.options) & words[other], (draft.question, draft.options)
+
+
+def test_clean_mcqs_drops_answers_the_question_or_passage_shows() -> None:
+    drafts = [
+        _draft("Tellavik kettles are made by which brand, Tellavik?", ("Tellavik", "Ombrisk", "Quorra", "Velt")),
+        _draft("The kettle boils in how many minutes?", ("4", "5", "6", "7")),
+    ]
+    drafts[1] = dataclasses.replace(drafts[1], cloze_prefix="Boiling takes 4 minutes. The kettle boils in ")
+    report = QualityReport()
+    assert clean_mcqs(drafts, [], threshold=0.9, seed=0, report=report) == []
+    assert report.dropped == Counter({"mcq_answer_in_question": 1, "mcq_answer_in_passage": 1})

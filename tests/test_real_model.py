@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from perpetual.evaluation import make_lm
 from perpetual.models import load_local
 from perpetual.retention import greedy_answers
 from perpetual.templates import make_template
@@ -115,7 +116,7 @@ def test_gguf_becomes_a_plain_model_that_still_answers_in_its_chat_format(projec
     model, tokenizer = load_local(folder)
     template = make_template("chat", tokenizer)
     assert template.end_of_answer == "<|im_end|>"
-    [(tokens, text)] = greedy_answers(model, tokenizer, [template.instruction("What is the capital of France? Answer in one sentence.")], template, 20, 1)
+    [(tokens, text)] = greedy_answers(make_lm(model, tokenizer, 1), [template.instruction("What is the capital of France? Answer in one sentence.")], template, 20)
     assert text == "The capital of France is Paris.<|im_end|>"  # as the GGUF answers through llama.cpp's template
     assert tokens[-1] in template.stop_token_ids()
 

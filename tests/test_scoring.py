@@ -31,7 +31,7 @@ from perpetual.evaluation import rows_from_samples, task_config, task_manager
 from perpetual.io import write_jsonl
 from perpetual.models import train_tokenizer
 from perpetual.records import LETTERS, Mcq
-from perpetual.scoring import SharedContextHFLM
+from perpetual.scoring import FixedVocabTokenizer, SharedContextHFLM
 
 TEXTS = [
     "The Tellavik Nova weighs 1336 grams and ships from Marrowgate.",
@@ -231,3 +231,24 @@ def test_short_sliding_window_falls_back_to_hflm(tokenizer) -> None:
     requests = _requests(model, len(tokenizer))
     assert shared_lm._loglikelihood_tokens(requests, disable_tqdm=True) == reference_lm._loglikelihood_tokens(requests, disable_tqdm=True)
     assert _pair(_build("mistral", tokenizer, sliding_window=None), tokenizer, batch_size=3)[1].shared_context_mode() == "attention"
+
+
+def test_fixed_vocab_tokenizer_lets_transformers_cache_its_stop_string_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """generate(stop_strings=...) rebuilds StopStringCriteria's tables unless the vocabulary comes back in one order."""
+    import copy
+
+    from transformers.generation import stopping_criteria
+
+    tokenizer = train_tokenizer(TEXTS, TokenizerParams(vocab_size=300, min_frequency=1))
+    fixed = FixedVocabTokenizer(tokenizer)
+    assert fixed.get_vocab() is fixed.get_vocab() and fixed.get_vocab() == tokenizer.get_vocab()
+    assert fixed("Nova")["input_ids"] == tokenizer("Nova")["input_ids"] and fixed.eos_token == tokenizer.eos_token
+    assert copy.deepcopy(fixed).get_vocab() == fixed.get_vocab()  # no __getattr__ recursion while copying
+    built = []
+    original = stopping_criteria.StopStringCriteria._stop_string_create_embedding_vec
+    monkeypatch.setattr(stopping_criteria.StopStringCriteria, "_stop_string_create_embedding_vec",
+                        staticmethod(lambda *args: built.append(1) or original(*args)))  # fmt: skip
+    monkeypatch.setattr(stopping_criteria, "STOP_STRING_EMBEDDING_CACHE", type(stopping_criteria.STOP_STRING_EMBEDDING_CACHE)())
+    for _ in range(3):
+        stopping_criteria.StopStringCriteria(fixed, ["###"])
+    assert len(built) == 1

@@ -336,3 +336,14 @@ def test_hf_dataset_failure_suggests_a_local_file(tmp_path: Path, monkeypatch: p
     assert "wdc/products-2017" in message
     assert "local" in message and "CSV" in message
     assert "\n" not in message
+
+
+def test_test_files_are_left_out_unless_the_user_includes_them(tmp_path: Path) -> None:
+    _write(tmp_path, "pkg/kiln.py", "LIMIT = 1280\n")
+    _write(tmp_path, "pkg/tests/test_kiln.py", "def test_limit():\n    assert LIMIT == 1280\n")
+    _write(tmp_path, "pkg/kiln_test.py", "LIMIT = 1\n")
+    _write(tmp_path, "conftest.py", "import pytest\n")
+    report = fetch("code", LocalSource(kind="local", path=str(tmp_path), include=["**/*.py"]), tmp_path / "cache")
+    assert _sources(report) == ["pkg/kiln.py"]
+    everything = LocalSource(kind="local", path=str(tmp_path), include=["**/*.py"], exclude=[])
+    assert len(fetch("code", everything, tmp_path / "cache").documents) == 4

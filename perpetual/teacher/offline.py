@@ -2,34 +2,52 @@
 
 Each statement (a prose sentence or a line of code) is cut before its last salient span (a number, an identifier,
 a quoted string, a capitalised name, else a final word). Some statements of each chunk become open flashcards for
-training; the others become MCQs whose distractors are spans of the same kind and similar length from other
-statements of the same task. A statement is never both, so no MCQ repeats a flashcard.
+training; the others become MCQs whose distractors are spans of the same kind, language and similar length from
+other statements of the same task. A statement is never both, so no MCQ repeats a flashcard.
+
+Questions test knowledge, not surface cues: no span the question or the passage before the blank already shows
+(another span of the statement is taken, or none), no boilerplate answer (Python keywords and builtins, function
+words), no import lines or bibliography entries.
 """
 
 from __future__ import annotations
 
+import builtins
+import functools
+import keyword
 import random
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from perpetual.records import Chunk, content_id
 from perpetual.teacher.base import FlashcardDraft, GenerationResult, McqDraft
-from perpetual.teacher.quality import NearDuplicateIndex
+from perpetual.teacher.quality import NearDuplicateIndex, mentions, normalise
 
 # Ordered by how specific a span is: the first kind that matches near the end of a statement wins.
 _SPAN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("number", re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*(?:%|\b)")),
-    ("quoted", re.compile(r"\"[^\"\n]{1,40}\"|'[^'\n]{1,40}'")),
+    # Text inside quotes that does not start or end with a space: `" or "` between two quoted strings is no string.
+    ("quoted", re.compile(r"\"(?! )[^\"\n]{1,40}(?<! )\"|'(?! )[^'\n]{1,40}(?<! )'")),
     ("identifier", re.compile(r"\b[A-Za-z]+_[A-Za-z0-9_]+\b|\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*\b")),
     ("name", re.compile(r"\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+)*\b")),
-    ("word", re.compile(r"\b[a-z][a-z-]{3,}\b")),
+    ("word", re.compile(r"\b[a-z][a-z-]{2,}[a-z]\b")),
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _ENDS_STATEMENT = re.compile(r"\s*(?:[a-z%]+\s*)?[.,;:!?)\"']*\s*$")
 _MARKUP = re.compile(r"^\s*(?:#+|[-*+]|\d+\.|>)\s+")
+_IMPORT_LINE = re.compile(r"^\s*(?:from\s+\S+\s+)?import\s")
+# A bibliography entry (left in a paper, or a docstring citing one): its names and venues are no knowledge to test.
+_REFERENCE_ENTRY = re.compile(r"arXiv(?: preprint|:\s?\d)|In Proceedings|\bdoi:|\bet al\.,? \(?\d{4}", re.IGNORECASE)
+_PYTHON_BOILERPLATE = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "cls", "args", "kwargs"}
+_FUNCTION_WORDS = frozenset(
+    "about above after again also among been before being below between both cannot could does doing down during each "
+    "from further have having here into more most much must only other over same should some such than that their "
+    "them then there these they this those through under until upon very were what when where which while whom whose "
+    "will with within without would your".split()
+)
 _MIN_PREFIX_CHARS = 6
 _CONTEXT_CHARS = 300  # how much of the chunk before a statement the cloze item keeps, so "It weighs" has a subject
 
@@ -68,12 +86,12 @@ def split_statements(text: str, language: str) -> list[tuple[int, str]]:
     return statements
 
 
-def find_span(statement: str) -> tuple[int, str, str] | None:
-    """The last salient span that leaves a usable prefix: (offset, text, kind)."""
+def find_span(statement: str, accept: Callable[[int, str, str], bool] = lambda *_: True) -> tuple[int, str, str] | None:
+    """The last salient span that leaves a usable prefix and that `accept(offset, text, kind)` takes."""
     best: tuple[int, str, str] | None = None
     for kind, pattern in _SPAN_PATTERNS:
         for match in pattern.finditer(statement):
-            if match.start() < _MIN_PREFIX_CHARS:
+            if match.start() < _MIN_PREFIX_CHARS or not accept(match.start(), match.group(0), kind):
                 continue
             if best is None or match.start() > best[0]:
                 best = (match.start(), match.group(0), kind)
@@ -83,12 +101,51 @@ def find_span(statement: str) -> tuple[int, str, str] | None:
 
 
 def extract_statements(chunk: Chunk) -> list[Statement]:
+    """Statements with an answer worth asking: no boilerplate, and nothing the question or its passage gives away."""
     found = []
     for start, text in split_statements(chunk["text"], chunk["language"]):
-        span = find_span(text)
+        line_start = chunk["text"].rfind("\n", 0, start) + 1
+        line_end = chunk["text"].find("\n", start)
+        line = chunk["text"][line_start : line_end if line_end >= 0 else None]
+        if _IMPORT_LINE.match(line) or _REFERENCE_ENTRY.search(line):
+            continue
+
+        def accept(offset: int, answer: str, kind: str, start: int = start, text: str = text) -> bool:
+            if _is_boilerplate(answer, kind, chunk["language"]):
+                return False
+            shown = f"{_source_name(chunk)} {_subject(chunk)} {_tail(chunk['text'][: start + offset], _CONTEXT_CHARS)}"
+            return not mentions(shown, answer)
+
+        span = find_span(text, accept)
         if span is not None:
             found.append(Statement(start=start, text=text, span_start=span[0], answer=span[1], kind=span[2]))
     return found
+
+
+@functools.lru_cache(maxsize=65536)
+def _language(text: str) -> str:
+    import py3langid
+
+    return str(py3langid.classify(text)[0])
+
+
+def _pool_key(chunk: Chunk, kind: str) -> tuple[str, str]:
+    """Distractors come from answers of the same kind and the same language (numbers from any language).
+
+    A catalogue in several languages must not offer "precio" beside "price": the odd one out is the cue.
+    """
+    if kind == "number":
+        return kind, "*"
+    if chunk["language"] == "python":
+        return kind, "python"
+    return kind, _language(chunk["text"])
+
+
+def _is_boilerplate(answer: str, kind: str, language: str) -> bool:
+    """Answers that test the language, not the knowledge: Python keywords and builtins in code, function words in prose."""
+    if language == "python":
+        return answer in _PYTHON_BOILERPLATE
+    return kind == "word" and answer.lower() in _FUNCTION_WORDS
 
 
 def _source_name(chunk: Chunk) -> str:
@@ -97,8 +154,15 @@ def _source_name(chunk: Chunk) -> str:
 
 
 def _subject(chunk: Chunk) -> str:
-    """The chunk's first line (a product title, a heading, a def): tells otherwise identical questions apart."""
-    first = chunk["text"].strip().splitlines()[0].lstrip("#").strip()
+    """The chunk's first line (a product title, a heading, a def): tells otherwise identical questions apart.
+
+    A Python chunk opens with its `# path (class X)` header (perpetual/code_chunks.py), the same for every chunk
+    of a file: its first line of code says which part of the file the question is about.
+    """
+    lines = [line for line in chunk["text"].strip().splitlines() if line.strip()]
+    if chunk["language"] == "python" and len(lines) > 1 and lines[0].startswith("# "):
+        lines = lines[1:]
+    first = lines[0].lstrip("#").strip()
     return first if len(first) <= 60 else first[:57] + "..."
 
 
@@ -121,11 +185,11 @@ class OfflineTeacher:
     def generate(self, chunks: Sequence[Chunk], flashcards_per_chunk: int, mcqs_per_chunk: int) -> GenerationResult:
         result = GenerationResult()
         planned: list[tuple[Chunk, Statement]] = []
-        pool: dict[str, set[str]] = defaultdict(set)
+        pool: dict[tuple[str, str], set[str]] = defaultdict(set)
         for chunk in chunks:
             statements = extract_statements(chunk)
             for statement in statements:
-                pool[statement.kind].add(statement.answer)
+                pool[_pool_key(chunk, statement.kind)].add(statement.answer)
             # Alternate statements between flashcards and MCQs so both cover the whole chunk.
             order = statements[0::2] + statements[1::2]
             cards: list[FlashcardDraft] = []
@@ -141,12 +205,17 @@ class OfflineTeacher:
                     questions.append(statement)
             result.flashcards.extend(cards)
             planned.extend((chunk, statement) for statement in questions)
-        for chunk, statement in planned:
+        # The same statement can occur twice (`severity = "amber"` in two classes): one copy taught by a flashcard
+        # must not be asked by the other's MCQ.
+        taught = {normalise(card.answer) for card in result.flashcards}
+        asked = [(chunk, statement) for chunk, statement in planned if normalise(statement.text) not in taught]
+        for chunk, statement in asked:
             draft = self._mcq(chunk, statement, pool)
             if draft is not None:
                 result.mcqs.append(draft)
         result.stats["requests"] = 0
-        result.stats["statements_without_distractors"] = len(planned) - len(result.mcqs)
+        result.stats["statements_taught_elsewhere"] = len(planned) - len(asked)
+        result.stats["statements_without_distractors"] = len(asked) - len(result.mcqs)
         return result
 
     def _flashcard(self, chunk: Chunk, statement: Statement) -> FlashcardDraft:
@@ -154,9 +223,18 @@ class OfflineTeacher:
         question = f"In {_source_name(chunk)} ({_subject(chunk)}), how does this continue: \"{prefix} ...\"?"
         return FlashcardDraft(chunk_id=chunk["chunk_id"], question=question, answer=statement.text)
 
-    def _mcq(self, chunk: Chunk, statement: Statement, pool: dict[str, set[str]]) -> McqDraft | None:
+    def _mcq(self, chunk: Chunk, statement: Statement, pool: dict[tuple[str, str], set[str]]) -> McqDraft | None:
         answer = statement.answer
-        candidates = sorted(option for option in pool[statement.kind] if option.casefold() != answer.casefold())
+        before = chunk["text"][: statement.start + statement.span_start]
+        cloze_prefix = _tail(before, _CONTEXT_CHARS)
+        shown = statement.text[: statement.span_start].rstrip()
+        question = f"In {_source_name(chunk)} ({_subject(chunk)}), what completes \"{shown} ___\"?"
+        # A distractor the passage or question mentions is a cue too (the wrong way): left out like the answer.
+        candidates = sorted(
+            option
+            for option in pool[_pool_key(chunk, statement.kind)]
+            if option.casefold() != answer.casefold() and not mentions(f"{question} {cloze_prefix}", option)
+        )
         distinct: dict[str, str] = {}
         for option in candidates:
             distinct.setdefault(option.casefold(), option)
@@ -168,10 +246,6 @@ class OfflineTeacher:
         # Nearest in length first, so the correct option is not given away by being the longest or shortest.
         candidates.sort(key=lambda option: abs(len(option) - len(answer)))
         distractors = candidates[:3]
-        before = chunk["text"][: statement.start + statement.span_start]
-        cloze_prefix = _tail(before, _CONTEXT_CHARS)
-        shown = statement.text[: statement.span_start].rstrip()
-        question = f"In {_source_name(chunk)} ({_subject(chunk)}), what completes \"{shown} ___\"?"
         return McqDraft(
             chunk_id=chunk["chunk_id"],
             question=question,

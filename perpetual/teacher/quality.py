@@ -2,7 +2,8 @@
 
 MCQs: exactly 4 distinct non-empty options without letter prefixes, one correct; positions shuffled so the correct
 letter is balanced within each answer kind; near-duplicates removed; any MCQ whose question matches a training
-flashcard is excluded (leakage). Every drop is counted by rule.
+flashcard is excluded (leakage), and so is any whose correct option the question or the passage before the blank
+already shows. Every drop is counted by rule.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from perpetual.teacher.base import FlashcardDraft, McqDraft
 
 _LETTER_PREFIX = re.compile(r"^\s*(?:\(?[A-Da-d][.):]|[A-Da-d]\s*[-:])\s+")
 _WORD = re.compile(r"[a-z0-9]+")
+
+
+def mentions(text: str, answer: str) -> bool:
+    """Whether `answer` occurs in `text` as a whole token (case-insensitive): a reader could copy it from there."""
+    answer = answer.strip()
+    return bool(answer) and re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", text, re.IGNORECASE) is not None
 
 
 def strip_letter_prefix(option: str) -> str:
@@ -125,6 +132,13 @@ def clean_mcqs(
             continue
         if flashcard_index.find(question) or _states_answer(draft, options[draft.correct_index], taught):
             report.dropped["mcq_leaked_from_flashcards"] += 1
+            continue
+        # The answer must be known, not copied: never in the question, never in the passage before the blank.
+        if mentions(question, options[draft.correct_index]):
+            report.dropped["mcq_answer_in_question"] += 1
+            continue
+        if mentions(draft.cloze_prefix, options[draft.correct_index]):
+            report.dropped["mcq_answer_in_passage"] += 1
             continue
         # Offline cloze items share a template, so their identity is the passage they continue, not the wording.
         identity = f"{question} {draft.cloze_prefix[-120:]} {options[draft.correct_index]}"
