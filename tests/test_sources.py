@@ -12,6 +12,7 @@ import pytest
 from perpetual.config import CatalogueSource, GitSource, LocalSource, PapersSource
 from perpetual.errors import UserError
 from perpetual.sources import fetch, render_product
+from tests.pdf_support import make_pdf
 
 FIELDS = ["title", "brand", "category", "price_usd", "description"]
 PRODUCTS = [
@@ -174,31 +175,8 @@ def test_git_commit_made_after_first_fetch_is_found(tmp_path: Path, upstream: tu
 
 
 # ---------------------------------------------------------------- papers
-def minimal_pdf(text: str) -> bytes:
-    """A one-page PDF with one text object in the standard Helvetica font, with a correct xref table."""
-    stream = f"BT /F1 24 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
 def test_papers_pdf_is_extracted_and_corrupt_pdf_reported(tmp_path: Path) -> None:
-    _write(tmp_path, "a-paper.pdf", minimal_pdf("Hello Perpetual 42"))
+    _write(tmp_path, "a-paper.pdf", make_pdf([["Hello Perpetual 42"]]))
     _write(tmp_path, "b-notes.md", "# Notes\nThe optimiser uses 7 warm-up steps.\n")
     _write(tmp_path, "c-draft.txt", "A plain text draft.\n")
     _write(tmp_path, "d-broken.pdf", b"%PDF-1.4\nthis is not really a pdf\x01\x02")
