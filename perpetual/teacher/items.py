@@ -7,6 +7,7 @@ what is wrong in terms the model can act on.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -52,7 +53,9 @@ class Mcqs(_Item):
 REPLIES: dict[ItemKind, type[Flashcards] | type[Mcqs]] = {"flashcards": Flashcards, "mcq": Mcqs}
 
 
+@functools.cache
 def json_schema(kind: ItemKind) -> dict[str, Any]:
+    """The reply's JSON schema, built once: pydantic takes ~0.7 ms to build it, on every request's path otherwise."""
     return REPLIES[kind].model_json_schema()
 
 
