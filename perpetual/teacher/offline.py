@@ -103,6 +103,7 @@ def find_span(statement: str, accept: Callable[[int, str, str], bool] = lambda *
 def extract_statements(chunk: Chunk) -> list[Statement]:
     """Statements with an answer worth asking: no boilerplate, and nothing the question or its passage gives away."""
     found = []
+    named = f"{_source_name(chunk)} {_subject(chunk)}"  # what every question about this chunk shows before its stem
     for start, text in split_statements(chunk["text"], chunk["language"]):
         line_start = chunk["text"].rfind("\n", 0, start) + 1
         line_end = chunk["text"].find("\n", start)
@@ -113,7 +114,7 @@ def extract_statements(chunk: Chunk) -> list[Statement]:
         def accept(offset: int, answer: str, kind: str, start: int = start, text: str = text) -> bool:
             if _is_boilerplate(answer, kind, chunk["language"]):
                 return False
-            shown = f"{_source_name(chunk)} {_subject(chunk)} {_tail(chunk['text'][: start + offset], _CONTEXT_CHARS)}"
+            shown = f"{named} {_tail(chunk['text'][: start + offset], _CONTEXT_CHARS)}"
             return not mentions(shown, answer)
 
         span = find_span(text, accept)
