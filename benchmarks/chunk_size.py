@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="800,1200,1600,2400")
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
-    documents = fetch(args.task, params.fetch.sources[args.task], paths.git_cache()).documents
+    documents = fetch(args.task, params.fetch.source(args.task), paths.git_cache()).documents
     embedder = load_embedder(params.index.embedder)
     generate = params.generate
     for size in (int(value) for value in args.sizes.split(",")):

@@ -63,11 +63,11 @@ def training_rows(params: Params, task: str) -> tuple[list[dict[str, Any]], str]
     from perpetual.sources import fetch
     from perpetual.teacher.offline import OfflineTeacher
 
-    documents = fetch(task, params.fetch.sources[task], REPO / paths.git_cache()).documents
+    documents = fetch(task, params.fetch.source(task), REPO / paths.git_cache()).documents
     chunks, _ = chunk_documents(documents, params.chunk)
     cards = OfflineTeacher(params.pipeline.seed).generate(chunks, params.generate.flashcards_per_chunk, 0).flashcards
     flashcards = [Flashcard(chunk_id=c.chunk_id, question=c.question, answer=c.answer) for c in cards]
-    return interleave(chunks, flashcards), f"built from {params.fetch.sources[task].model_dump().get('path')}"
+    return interleave(chunks, flashcards), f"built from {params.fetch.source(task).model_dump().get('path')}"
 
 
 def starting_model(params: Params, model: str, rows: list[dict[str, Any]], scratch: Path) -> tuple[Path, str]:

@@ -7,10 +7,15 @@ import argparse
 from perpetual.config import Params, load_params
 
 
-def stage_args(description: str | None, *, task: bool = False, model: bool = False) -> tuple[argparse.Namespace, Params]:
-    """Parse the stage's arguments and return them with the validated params; unknown names are user errors."""
+def stage_args(
+    description: str | None, *, task: bool = False, model: bool = False, source: bool = False
+) -> tuple[argparse.Namespace, Params]:
+    """Parse the stage's arguments and return them with the validated params; unknown names are user errors.
+
+    `source`: --task names an entry of fetch.sources or fetch.remote_sources (dvc.yaml defines a fetch stage for
+    each, whether or not pipeline.tasks uses it)."""
     parser = argparse.ArgumentParser(description=description)
-    if task:
+    if task or source:
         parser.add_argument("--task", required=True)
     if model:
         parser.add_argument("--model", required=True)
@@ -18,6 +23,8 @@ def stage_args(description: str | None, *, task: bool = False, model: bool = Fal
     params = load_params()
     if task:
         params.require_task(args.task)
+    if source:
+        params.require_source(args.task)
     if model:
         params.require_model(args.model)
     return args, params

@@ -77,12 +77,17 @@ class PapersSource(Strict):
 
 
 class CatalogueSource(Strict):
-    """A product catalogue: a local CSV/JSONL/Parquet file, or a Hugging Face dataset id (`hf_dataset`)."""
+    """A product catalogue: a local CSV/JSONL/Parquet file, or a Hugging Face dataset id (`hf_dataset`).
+
+    `hf_revision` pins the dataset (a branch, tag or commit sha); either way the commit it resolved to is recorded
+    in metrics/fetch/<task>.json, so `dvc metrics diff` shows when a rerun read different data.
+    """
 
     kind: Literal["catalogue"]
     path: str | None = None
     hf_dataset: str | None = None
     hf_split: str = "train"
+    hf_revision: str | None = None
     id_field: str = "product_id"
     text_fields: list[str] = ["title", "description"]
     max_products: int | None = Field(default=None, ge=1)
@@ -97,11 +102,57 @@ class CatalogueSource(Strict):
         return self
 
 
-Source = Annotated[LocalSource | GitSource | PapersSource | CatalogueSource, Field(discriminator="kind")]
+Source = LocalSource | GitSource | PapersSource | CatalogueSource
+OnDiskSource = Annotated[LocalSource | PapersSource | CatalogueSource, Field(discriminator="kind")]
+RemoteSource = Annotated[GitSource | CatalogueSource, Field(discriminator="kind")]
+ON_DISK_KINDS, REMOTE_KINDS = {"local", "papers", "catalogue"}, {"git", "catalogue"}
 
 
 class FetchParams(Strict):
-    sources: dict[str, Source]
+    """Two maps, because DVC can only depend on a path every entry of a `foreach` has (dvc.yaml):
+
+    * `sources`: read from disk, in the repository or outside it; each `path` is a dependency of fetch@<task>, so
+      editing the file or folder makes the stage stale;
+    * `remote_sources`: a git repository pinned to a commit, or a Hugging Face dataset; the pin is a param of
+      fetch-remote@<task>, and the resolved commit is recorded in metrics/fetch/<task>.json.
+    """
+
+    sources: dict[str, OnDiskSource]
+    remote_sources: dict[str, RemoteSource]
+
+    @model_validator(mode="before")
+    @classmethod
+    def each_kind_in_its_map(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for section, allowed in (("sources", ON_DISK_KINDS), ("remote_sources", REMOTE_KINDS)):
+            for task, spec in (data.get(section) or {}).items():
+                kind = spec.get("kind") if isinstance(spec, dict) else None
+                if kind is None or kind in allowed:
+                    continue
+                if section == "sources":
+                    raise ValueError(f"fetch.sources.{task}: a {kind} source is fetched, not read from disk; move it under fetch.remote_sources")
+                raise ValueError(f"fetch.remote_sources.{task}: a {kind} source is read from disk; move it under fetch.sources, where its path is a dependency of fetch@{task}")
+        return data
+
+    @model_validator(mode="after")
+    def catalogues_in_their_map(self) -> FetchParams:
+        for task, spec in self.sources.items():
+            if isinstance(spec, CatalogueSource) and spec.path is None:
+                raise ValueError(f"fetch.sources.{task}: a Hugging Face dataset is not on disk; move it under fetch.remote_sources")
+        for task, remote in self.remote_sources.items():
+            if isinstance(remote, CatalogueSource) and remote.hf_dataset is None:
+                raise ValueError(f"fetch.remote_sources.{task}: a catalogue file is read from disk; move it under fetch.sources, where its path is a dependency of fetch@{task}")
+        both = sorted(set(self.sources) & set(self.remote_sources))
+        if both:
+            raise ValueError(f"task(s) {both} have a source in both fetch.sources and fetch.remote_sources; keep one")
+        return self
+
+    def source(self, task: str) -> Source:
+        return {**self.sources, **self.remote_sources}[task]
+
+    def tasks(self) -> set[str]:
+        return set(self.sources) | set(self.remote_sources)
 
 
 # ---------------------------------------------------------------- chunk
@@ -440,9 +491,9 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def every_task_and_model_is_defined(self) -> Params:
-        missing_tasks = sorted(set(self.pipeline.tasks) - set(self.fetch.sources))
+        missing_tasks = sorted(set(self.pipeline.tasks) - self.fetch.tasks())
         if missing_tasks:
-            raise ValueError(f"pipeline.tasks names {missing_tasks} but fetch.sources has no entry for them")
+            raise ValueError(f"pipeline.tasks names {missing_tasks} but neither fetch.sources nor fetch.remote_sources has an entry for them")
         unknown_overrides = sorted(set(self.train.task_overrides) - set(self.pipeline.tasks))
         if unknown_overrides:
             raise ValueError(f"train.task_overrides names {unknown_overrides}, which are not in pipeline.tasks")
@@ -454,6 +505,10 @@ class Params(Strict):
     def require_task(self, task: str) -> None:
         if task not in self.pipeline.tasks:
             raise UserError(f"unknown task {task!r}; params.yaml pipeline.tasks allows {self.pipeline.tasks}")
+
+    def require_source(self, task: str) -> None:
+        if task not in self.fetch.tasks():
+            raise UserError(f"unknown task {task!r}; params.yaml fetch.sources and fetch.remote_sources define {sorted(self.fetch.tasks())}")
 
     def require_model(self, model: str) -> None:
         if model not in self.pipeline.models:

@@ -30,6 +30,7 @@ class FetchReport:
     documents: list[Document] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # source path -> reason
     cleaning: Counter[str] = field(default_factory=Counter)  # what cleaning removed or repaired, summed over documents
+    revision: str | None = None  # the commit a git repository or hub dataset resolved to (None: read from disk)
 
     def add(self, task: str, source: str, language: str, text: str) -> None:
         if not text.strip():
@@ -107,7 +108,7 @@ def checkout_git(source: GitSource, cache_dir: Path) -> Path:
         try:
             _git("clone", "--quiet", "--no-checkout", source.url, str(checkout))
         except UserError as error:
-            raise UserError(f"cannot clone {source.url} ({error}); check fetch.sources.*.url or use a local path") from None
+            raise UserError(f"cannot clone {source.url} ({error}); check fetch.remote_sources.*.url or use a local path") from None
     missing = subprocess.run(["git", "cat-file", "-e", f"{source.commit}^{{commit}}"], cwd=checkout, capture_output=True)
     if missing.returncode != 0:  # the pin may name a commit pushed after our cached clone was made
         _git("fetch", "--quiet", "origin", cwd=checkout)
@@ -115,7 +116,7 @@ def checkout_git(source: GitSource, cache_dir: Path) -> Path:
         _git("checkout", "--quiet", "--force", source.commit, cwd=checkout)
     except UserError:
         raise UserError(
-            f"commit {source.commit} not found in {source.url}; fix fetch.sources.*.commit (a full or short sha)"
+            f"commit {source.commit} not found in {source.url}; fix fetch.remote_sources.*.commit (a full or short sha)"
         ) from None
     return checkout
 
@@ -123,7 +124,9 @@ def checkout_git(source: GitSource, cache_dir: Path) -> Path:
 def fetch_git(task: str, source: GitSource, cache_dir: Path) -> FetchReport:
     checkout = checkout_git(source, cache_dir)
     resolved = _git("rev-parse", "HEAD", cwd=checkout).strip()
-    return read_folder(task, checkout, source.include, source.exclude, source.language, f"{source.url}@{resolved[:12]}:")
+    report = read_folder(task, checkout, source.include, source.exclude, source.language, f"{source.url}@{resolved[:12]}:")
+    report.revision = resolved
+    return report
 
 
 def fetch_papers(task: str, source: PapersSource) -> FetchReport:
@@ -149,19 +152,38 @@ def fetch_papers(task: str, source: PapersSource) -> FetchReport:
     return report
 
 
-def _load_catalogue_rows(task: str, source: CatalogueSource, skipped: dict[str, str]) -> list[dict[str, Any]]:
-    """The catalogue's rows; a malformed line is skipped into `skipped` (named by its line) or stops the stage."""
-    if source.hf_dataset is not None:
-        import datasets
+def resolve_hub_revision(dataset: str, revision: str | None, endpoint: str | None = None) -> str:
+    """The commit sha a hub dataset's branch, tag or sha names now (None: its default branch).
 
-        try:
-            dataset = datasets.load_dataset(source.hf_dataset, split=source.hf_split)
-        except Exception as error:  # hub errors vary by version; the message is what the user needs
-            raise UserError(
-                f"cannot load dataset {source.hf_dataset!r} ({type(error).__name__}); without network, export it to a "
-                "local CSV/JSONL/Parquet file and set fetch.sources.<task>.path instead"
-            ) from None
-        return [dict(row) for row in dataset]
+    Loading at that sha, rather than at the branch, makes the recorded revision the one that was read."""
+    from huggingface_hub import HfApi
+
+    sha = HfApi(endpoint=endpoint).dataset_info(dataset, revision=revision).sha
+    if not sha:
+        raise UserError(f"the hub gave no commit for dataset {dataset!r} at revision {revision!r}")
+    return sha
+
+
+def _load_hub_rows(task: str, source: CatalogueSource, report: FetchReport) -> list[dict[str, Any]]:
+    import datasets
+
+    name = source.hf_dataset or ""
+    try:
+        report.revision = resolve_hub_revision(name, source.hf_revision)
+        dataset = datasets.load_dataset(name, split=source.hf_split, revision=report.revision)
+    except Exception as error:  # hub errors vary by version; the message is what the user needs
+        raise UserError(
+            f"cannot load dataset {name!r} ({type(error).__name__}); without network, export it to a local "
+            f"CSV/JSONL/Parquet file and move fetch.remote_sources.{task} under fetch.sources with its path"
+        ) from None
+    return [dict(row) for row in dataset]
+
+
+def _load_catalogue_rows(task: str, source: CatalogueSource, report: FetchReport) -> list[dict[str, Any]]:
+    """The catalogue's rows; a malformed line is skipped into the report (named by its line) or stops the stage."""
+    if source.hf_dataset is not None:
+        return _load_hub_rows(task, source, report)
+    skipped = report.skipped
     path = Path(source.path or "")
     if not path.is_file():
         raise UserError(f"catalogue file {path} does not exist; fix fetch.sources.{task}.path in params.yaml")
@@ -249,7 +271,7 @@ def render_product(row: dict[str, Any], text_fields: list[str]) -> str:
 
 def fetch_catalogue(task: str, source: CatalogueSource) -> FetchReport:
     report = FetchReport()
-    rows = _load_catalogue_rows(task, source, report.skipped)
+    rows = _load_catalogue_rows(task, source, report)
     columns = set().union(*rows) if rows else set()
     missing = [name for name in [source.id_field, *source.text_fields] if rows and name not in columns]
     if missing:

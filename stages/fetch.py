@@ -1,4 +1,5 @@
-"""fetch@<task>: read the task's source into normalised documents (data/raw/<task>.jsonl)."""
+"""fetch@<task> (fetch.sources: read from disk) and fetch-remote@<task> (fetch.remote_sources: a pinned git
+repository or a hub dataset): the task's source as normalised documents (data/raw/<task>.jsonl)."""
 
 import sys
 
@@ -11,9 +12,9 @@ from perpetual.sources import fetch
 
 @exits_cleanly
 def main() -> None:
-    args, params = stage_args(__doc__, task=True)
+    args, params = stage_args(__doc__, source=True)
 
-    report = fetch(args.task, params.fetch.sources[args.task], cache_dir=paths.git_cache())
+    report = fetch(args.task, params.fetch.source(args.task), cache_dir=paths.git_cache())
     for source, reason in sorted(report.skipped.items()):
         print(f"skipped {source}: {reason}", file=sys.stderr)
 
@@ -22,6 +23,7 @@ def main() -> None:
         paths.stage_metrics("fetch", args.task),
         {
             "documents": len(report.documents),
+            "revision": report.revision,  # the commit read (git, hub); null for a source read from disk
             "skipped": len(report.skipped),
             "skipped_files": report.skipped,
             "cleaning": dict(sorted(report.cleaning.items())),

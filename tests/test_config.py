@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perpetual.config import CatalogueSource, LocalSource, PapersSource, Params, check_sft, load_params, parse_params
+from perpetual.config import CatalogueSource, GitSource, LocalSource, PapersSource, Params, check_sft, load_params, parse_params
 from perpetual.errors import USER_ERROR_EXIT_CODE, UserError, exits_cleanly
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,6 +89,41 @@ def test_catalogue_with_both_path_and_hf_dataset_is_an_error(raw: dict) -> None:
 def test_catalogue_with_neither_path_nor_hf_dataset_is_an_error(raw: dict) -> None:
     del raw["fetch"]["sources"]["products"]["path"]
     assert "exactly one" in _error_for(raw)
+
+
+def test_git_source_under_on_disk_sources_is_moved(raw: dict) -> None:
+    raw["fetch"]["sources"]["code"] = {"kind": "git", "url": "https://example.org/r.git", "commit": "abcdef1"}
+    message = _error_for(raw)
+    assert "fetch.sources.code" in message and "fetch.remote_sources" in message
+
+
+def test_catalogue_file_under_remote_sources_is_moved(raw: dict) -> None:
+    raw["fetch"]["remote_sources"] = {"products": raw["fetch"]["sources"].pop("products")}
+    message = _error_for(raw)
+    assert "fetch.remote_sources.products" in message and "move it under fetch.sources" in message
+
+
+def test_hub_dataset_under_on_disk_sources_is_moved(raw: dict) -> None:
+    products = raw["fetch"]["sources"]["products"]
+    del products["path"]
+    products["hf_dataset"] = "wdc/products-2017"
+    assert "fetch.remote_sources" in _error_for(raw)
+
+
+def test_remote_sources_count_as_task_sources(raw: dict) -> None:
+    products = raw["fetch"]["sources"].pop("products")
+    del products["path"]
+    products["hf_dataset"] = "wdc/products-2017"
+    raw["fetch"]["remote_sources"] = {"products": products, "code": {"kind": "git", "url": "../r", "commit": "abcdef1"}}
+    del raw["fetch"]["sources"]["code"]
+    params = parse_params(raw)
+    assert isinstance(params.fetch.source("products"), CatalogueSource)
+    assert isinstance(params.fetch.source("code"), GitSource)
+
+
+def test_a_task_with_two_sources_is_an_error(raw: dict) -> None:
+    raw["fetch"]["remote_sources"] = {"code": {"kind": "git", "url": "../r", "commit": "abcdef1"}}
+    assert "both" in _error_for(raw)
 
 
 def test_unknown_source_kind_is_an_error(raw: dict) -> None:

@@ -39,7 +39,7 @@ MCQ_STEM = re.compile(r'what completes "(.*) ___"\?$', re.S)
 
 
 def load_chunks(task: str) -> list:
-    source = PARAMS.fetch.sources[task]
+    source = PARAMS.fetch.source(task)
     source = source.model_copy(update={"path": str(REPO / source.path)})
     report = fetch(task, source, REPO / "data" / "cache" / "git")
     chunks, _ = chunk_documents(report.documents, PARAMS.chunk)

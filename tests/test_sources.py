@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +14,7 @@ import pytest
 
 from perpetual.config import CatalogueSource, GitSource, LocalSource, PapersSource
 from perpetual.errors import UserError
-from perpetual.sources import fetch, render_product
+from perpetual.sources import fetch, render_product, resolve_hub_revision
 from tests.pdf_support import make_pdf
 
 FIELDS = ["title", "brand", "category", "price_usd", "description"]
@@ -296,24 +299,75 @@ def test_catalogue_missing_file_and_bad_extension(tmp_path: Path) -> None:
         fetch("products", _catalogue(odd), tmp_path / "cache")
 
 
-def test_hf_dataset_failure_suggests_a_local_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def hub_server() -> Iterator[tuple[str, list[str]]]:
+    """A loopback stand-in for the hub's dataset-info endpoint: every revision resolves to one fixed sha."""
+    requested: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requested.append(self.path)
+            body = json.dumps({"id": "wdc/products-2017", "sha": HUB_SHA, "private": False}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", requested
+    server.shutdown()
+
+
+HUB_SHA = "0123abcd" * 5
+
+
+def test_hub_revision_resolves_to_a_commit(hub_server: tuple[str, list[str]]) -> None:
+    endpoint, requested = hub_server
+    assert resolve_hub_revision("wdc/products-2017", "main", endpoint=endpoint) == HUB_SHA
+    assert requested == ["/api/datasets/wdc/products-2017/revision/main"]
+
+
+def test_hub_dataset_is_loaded_at_the_resolved_commit_and_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
-    calls = []
+    loaded = []
 
-    def offline_load_dataset(*args, **kwargs):
-        calls.append((args, kwargs))
+    def local_load_dataset(name: str, split: str, revision: str) -> list[dict[str, str]]:
+        loaded.append((name, split, revision))
+        return [{"product_id": "p1", "title": "Kiln shelf"}]
+
+    monkeypatch.setattr("perpetual.sources.resolve_hub_revision", lambda name, revision: HUB_SHA)
+    monkeypatch.setattr(datasets, "load_dataset", local_load_dataset)
+    source = CatalogueSource(kind="catalogue", hf_dataset="wdc/products-2017", hf_revision="main", text_fields=["title"])
+    report = fetch("products", source, tmp_path / "cache")
+    assert loaded == [("wdc/products-2017", "train", HUB_SHA)]
+    assert report.revision == HUB_SHA
+    assert report.documents[0]["source"] == "wdc/products-2017#p1"
+
+
+def test_hf_dataset_failure_suggests_a_local_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(name: str, revision: str | None) -> str:
         raise ConnectionError("no network")
 
-    monkeypatch.setattr(datasets, "load_dataset", offline_load_dataset)
+    monkeypatch.setattr("perpetual.sources.resolve_hub_revision", offline)
     source = CatalogueSource(kind="catalogue", hf_dataset="wdc/products-2017", text_fields=["title"])
     with pytest.raises(UserError) as caught:
         fetch("products", source, tmp_path / "cache")
     message = str(caught.value)
-    assert calls, "datasets.load_dataset was not used"
     assert "wdc/products-2017" in message
-    assert "local" in message and "CSV" in message
+    assert "local" in message and "CSV" in message and "fetch.sources" in message
     assert "\n" not in message
+
+
+def test_git_source_records_the_commit_it_read(tmp_path: Path, upstream: tuple[Path, list[str]]) -> None:
+    repo, (first, *_) = upstream
+    report = fetch("code", GitSource(kind="git", url=str(repo), commit=first[:8]), tmp_path / "cache")
+    assert report.revision == first
 
 
 def test_test_files_are_left_out_unless_the_user_includes_them(tmp_path: Path) -> None:
