@@ -197,6 +197,13 @@ class GenerateParams(Strict):
     near_duplicate_threshold: float = Field(gt=0, le=1)
 
 
+# ---------------------------------------------------------------- assemble
+class AssembleParams(Strict):
+    # Share of the MCQs (whole chunks, chosen by pipeline.seed among chunks with flashcards and MCQs) whose chunk is
+    # trained on its raw text only: evaluate@ compares them with the rest to measure what the flashcards add.
+    flashcard_holdout: float = Field(ge=0, lt=1)
+
+
 # ---------------------------------------------------------------- models
 class TinyMamba2(Strict):
     kind: Literal["tiny-mamba2"]
@@ -483,6 +490,7 @@ class Params(Strict):
     fetch: FetchParams
     chunk: ChunkParams
     generate: GenerateParams
+    assemble: AssembleParams
     base: BaseParams
     instruct: InstructParams
     train: TrainParams

@@ -29,6 +29,11 @@ def dataset(task: str) -> Path:
     return DATA / "datasets" / task
 
 
+def flashcard_groups(task: str) -> Path:
+    """Which chunks were trained with their flashcards and which on raw text only (assemble.flashcard_holdout)."""
+    return dataset(task) / "flashcard_holdout.json"
+
+
 def index(task: str) -> Path:
     return DATA / "index" / task
 

@@ -138,6 +138,17 @@ def test_overlap_not_smaller_than_size_is_an_error(raw: dict) -> None:
     assert "chunk_overlap" in _error_for(raw)
 
 
+def test_flashcard_holdout_is_on_by_default_and_checked(raw: dict) -> None:
+    assert 0 < parse_params(copy.deepcopy(raw)).assemble.flashcard_holdout < 0.5  # on, and most flashcards still trained
+    for value, expected in ((1.0, "assemble.flashcard_holdout"), (-0.1, "assemble.flashcard_holdout"), ("some", "'some'")):
+        raw["assemble"]["flashcard_holdout"] = value
+        assert expected in _error_for(raw)
+    raw["assemble"]["flashcard_holdout"] = 0
+    assert parse_params(copy.deepcopy(raw)).assemble.flashcard_holdout == 0  # off: the paper's training set
+    raw["assemble"]["flashcard_hold_out"] = 0.3
+    assert "unknown key 'assemble.flashcard_hold_out'" in _error_for(raw)
+
+
 def test_require_task_rejects_unknown_task() -> None:
     params = load_params(PARAMS)
     with pytest.raises(UserError, match="nosuchtask"):
