@@ -174,3 +174,66 @@ def _pair(first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]
     if len(paired) != len(second) or len(paired) != len(first):
         raise ValueError("paired conditions must cover the same questions")
     return paired
+
+
+PERMUTATIONS = 9999  # random splits when there are more: the p-value's resolution is about 1e-4
+
+
+def flashcard_comparison(
+    predictions: Sequence[Mapping[str, Any]], chunk_of: Mapping[str, str], groups: Mapping[str, Sequence[str]], seed: int, alpha: float
+) -> dict[str, Any]:
+    """Do the flashcards add anything? Per format, MCQs on chunks trained with their flashcards against MCQs on
+    chunks whose flashcards assemble.flashcard_holdout left out (raw text only), for the fine-tuned model, with base
+    as the reference.
+
+    The groups are different questions, so no paired test applies; each question has a base and a fine-tuned
+    outcome, so the measure is the learning gain (fine-tuned correct - base correct, per question), whose group
+    means are compared: base accuracy differs between the groups by chance (some questions are easier to guess),
+    and the gain takes that out where fine-tuned accuracy alone (Fisher's exact test on it) would count it as an
+    effect of the flashcards. Chunks, not questions, were drawn into the groups, so the test permutes chunks
+    (`statistics.cluster_permutation`, seeded). `flashcards_helped`: the gain is larger with flashcards at p < alpha.
+    MCQs of chunks in neither group (no flashcards from the teacher) are left out. Empty when a group or the base or
+    fine-tuned condition is missing.
+    """
+    from perpetual.statistics import cluster_permutation
+
+    group_of = {chunk_id: group for group in ("with_flashcards", "raw_only") for chunk_id in groups.get(group, [])}
+    outcomes: dict[tuple[str, str], dict[str, float]] = {}
+    for row in predictions:
+        if row["condition"] in ("base", "fine-tuned"):
+            outcomes.setdefault((row["condition"], row["format"]), {})[row["mcq_id"]] = float(row["acc"])
+    result: dict[str, Any] = {}
+    for fmt in sorted({fmt for _, fmt in outcomes}):
+        base, tuned = outcomes.get(("base", fmt)), outcomes.get(("fine-tuned", fmt))
+        if base is None or tuned is None:
+            continue
+        # group -> chunk -> [(base, fine-tuned)] for each of its questions
+        by_chunk: dict[str, dict[str, list[tuple[float, float]]]] = {"with_flashcards": {}, "raw_only": {}}
+        for mcq_id, tuned_correct in sorted(tuned.items()):
+            chunk_id = chunk_of.get(mcq_id, "")
+            if chunk_id in group_of and mcq_id in base:
+                by_chunk[group_of[chunk_id]].setdefault(chunk_id, []).append((base[mcq_id], tuned_correct))
+        if not by_chunk["with_flashcards"] or not by_chunk["raw_only"]:
+            continue
+        cell: dict[str, Any] = {}
+        for group, chunks in by_chunk.items():
+            pairs = [pair for questions in chunks.values() for pair in questions]
+            base_acc, tuned_acc = sum(b for b, _ in pairs) / len(pairs), sum(t for _, t in pairs) / len(pairs)
+            cell[group] = {
+                "n": len(pairs),
+                "chunks": len(chunks),
+                "acc_fine_tuned": round(tuned_acc, 4),
+                "acc_base": round(base_acc, 4),
+                "gain": round(tuned_acc - base_acc, 4),
+            }
+        test = cluster_permutation(
+            [[t - b for b, t in questions] for questions in by_chunk["with_flashcards"].values()],
+            [[t - b for b, t in questions] for questions in by_chunk["raw_only"].values()],
+            PERMUTATIONS,
+            seed,
+        )
+        cell["gain_difference"] = test["difference"]
+        cell["p_value"] = test["p_value"]
+        cell["flashcards_helped"] = bool(test["difference"] is not None and test["difference"] > 0 and test["p_value"] is not None and test["p_value"] < alpha)
+        result[fmt] = cell
+    return result

@@ -1,4 +1,4 @@
-"""Uncertainty and significance for accuracies measured on the same questions."""
+"""Uncertainty and significance for accuracies: on the same questions (paired), and between groups of chunks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import softmax
-from scipy.stats import binomtest, entropy, rankdata, wilcoxon
+from scipy.stats import binomtest, entropy, permutation_test, rankdata, wilcoxon
 
 from perpetual.records import LETTERS, Mcq
 
@@ -90,3 +90,38 @@ def wilcoxon_paired(first: Sequence[float], second: Sequence[float]) -> float:
     if not np.any(differences):
         return 1.0
     return significant(wilcoxon(differences).pvalue)
+
+
+def cluster_permutation(first: Sequence[Sequence[float]], second: Sequence[Sequence[float]], resamples: int, seed: int) -> dict[str, float | None]:
+    """Two-sided permutation test of the difference in mean per-question value, first group minus second, when
+    whole clusters (here: chunks, each a list of its questions' values) were assigned to the groups at random.
+
+    The permutations reassign clusters, not questions, keeping each group's number of clusters: that re-enacts the
+    draw that made the groups, so the p-value holds although questions about the same chunk are not independent
+    (a per-question test would count each chunk's questions as separate evidence). Exact when the clusters have
+    no more than `resamples` distinct splits, else `resamples` seeded random splits. The means pool the questions of
+    a group (not a mean of chunk means), the same means that the groups' accuracies are. No p-value (None) when
+    a group has fewer than two clusters.
+    """
+    clusters = [np.asarray(cluster, dtype=float) for cluster in (*first, *second)]
+    sums = np.array([cluster.sum() for cluster in clusters])
+    sizes = np.array([cluster.size for cluster in clusters], dtype=float)
+    split = len(first)
+    first_size, second_size = sizes[:split].sum(), sizes[split:].sum()
+    if first_size == 0 or second_size == 0:
+        return {"difference": None, "p_value": None}
+    difference = float(sums[:split].sum() / first_size - sums[split:].sum() / second_size)
+    if min(split, len(clusters) - split) < 2:
+        return {"difference": round(difference, 4), "p_value": None}  # a lone chunk's group has too few splits to test
+
+    def statistic(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+        # x and y hold cluster indices; a split that leaves a group no questions (empty clusters only) counts as 0.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = sums[x].sum(axis=axis) / sizes[x].sum(axis=axis) - sums[y].sum(axis=axis) / sizes[y].sum(axis=axis)
+        return np.nan_to_num(value)
+
+    result = permutation_test(
+        (np.arange(split), np.arange(split, len(clusters))), statistic, permutation_type="independent", vectorized=True,
+        n_resamples=resamples, alternative="two-sided", axis=-1, rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    return {"difference": round(difference, 4), "p_value": significant(min(1.0, float(result.pvalue)))}

@@ -1,5 +1,6 @@
 """evaluate@<task>-<model>: MCQ accuracy in every condition and format, with CIs, paired significance, knowledge
-consistency, and retention of assistant behaviour (base vs fine-tuned).
+consistency, retention of assistant behaviour (base vs fine-tuned), and what the flashcards add (MCQs on chunks
+trained with their flashcards vs on raw text only: assemble.flashcard_holdout).
 
 Each model (base, fine-tuned) is loaded once, as one lm-eval HFLM: lm-eval runs all its conditions and formats in one
 call, then the same HFLM scores and answers the retention set.
@@ -13,8 +14,8 @@ from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.conditions import selected
 from perpetual.errors import exits_cleanly
-from perpetual.evaluation import build_items, cells_from_predictions, make_lm, score, task_config, task_name
-from perpetual.io import read_jsonl, write_json, write_jsonl
+from perpetual.evaluation import build_items, cells_from_predictions, flashcard_comparison, make_lm, score, task_config, task_name
+from perpetual.io import read_json, read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local
 from perpetual.retention import answer_rows, compare, load_instructions, measure
 from perpetual.statistics import baselines
@@ -27,6 +28,7 @@ def main() -> None:
     settings = params.evaluate
 
     mcqs = read_jsonl(paths.mcqs(args.task))[: settings.limit]
+    groups = read_json(paths.flashcard_groups(args.task))  # read first: a stale dataset stops before any model loads
     retrieved = {row["mcq_id"]: row for row in read_jsonl(paths.retrieved(args.task))}
     instructions = (
         load_instructions(Path(settings.retention.path), settings.retention.limit) if settings.retention.enabled else []
@@ -63,6 +65,9 @@ def main() -> None:
     predictions.sort(key=lambda row: (row["condition"], row["format"]))
     cells = cells_from_predictions(predictions, settings.bootstrap_samples, params.pipeline.seed, settings.alpha)
     metrics: dict = {**cells, "baselines": baselines(mcqs), "template": template_name}
+    chunk_of = {mcq["mcq_id"]: mcq["chunk_id"] for mcq in mcqs}
+    comparison = flashcard_comparison(predictions, chunk_of, groups, params.pipeline.seed, settings.alpha)
+    metrics["flashcards"] = {"share": groups["share"], **comparison}
     if retained:
         metrics["retention"] = compare(retained)
     # Written even when retention is off (then empty), since dvc.yaml declares it.
@@ -74,6 +79,9 @@ def main() -> None:
     for shown, formats in cells.items():
         for shown_format, cell in formats.items():
             print(f"{shown:>15} {shown_format:>6}: acc {cell['acc']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}] n={cell['n']}", file=sys.stderr)
+    for shown_format, cell in comparison.items():
+        with_cards, raw_only = cell["with_flashcards"], cell["raw_only"]
+        print(f"{'flashcards':>15} {shown_format:>6}: gain {with_cards['gain']:+.3f} (n={with_cards['n']}) vs raw-only {raw_only['gain']:+.3f} (n={raw_only['n']}), p={cell['p_value']}", file=sys.stderr)
     for which, values in metrics.get("retention", {}).items():
         if isinstance(values, dict):
             print(f"{'retention':>15} {which}: loglik/token {values['loglik_per_token']:.3f}, format-following {values['format_following']:.3f}", file=sys.stderr)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from perpetual.errors import UserError
-from perpetual.evaluation import cells_from_predictions
+from perpetual.evaluation import cells_from_predictions, flashcard_comparison
 from perpetual.retention import answer_rows, classify, compare, follows_format, load_instructions
 from perpetual.statistics import knowledge_consistency, mcnemar_exact
 from perpetual.templates import Template
@@ -45,6 +45,33 @@ def test_cells_from_predictions_tests_each_pair_and_adds_consistency() -> None:
     assert cells["fine-tuned+rag"]["cloze"]["improved"] is False and cells["fine-tuned+rag"]["cloze"]["kl_vs_rag"] == 0.0
     assert "p_value_vs_base" not in cells["base"]["cloze"]
     assert cells["base"]["cloze"]["ci_low"] <= 0.25 <= cells["base"]["cloze"]["ci_high"]
+
+
+def _outcomes(condition: str, fmt: str, correct: dict[str, float]) -> list[dict]:
+    return [{"condition": condition, "format": fmt, "mcq_id": mcq_id, "acc": acc} for mcq_id, acc in correct.items()]
+
+
+def test_flashcard_comparison_sets_gains_of_the_two_groups_against_each_other() -> None:
+    chunk_of = {f"{chunk}-q{k}": chunk for chunk in [f"w{i}" for i in range(12)] + [f"r{i}" for i in range(8)] + ["x"] for k in range(5)}
+    groups = {"with_flashcards": [f"w{i}" for i in range(12)], "raw_only": [f"r{i}" for i in range(8)]}
+    base = {mcq_id: float(k % 4 == 0) for k, mcq_id in enumerate(chunk_of)}  # the same guessing in both groups
+    # With flashcards the fine-tuned model knows every answer; raw text only teaches it nothing beyond base.
+    clear = {mcq_id: 1.0 if chunk_of[mcq_id].startswith("w") else base[mcq_id] for mcq_id in chunk_of}
+    predictions = _outcomes("base", "cloze", base) + _outcomes("fine-tuned", "cloze", clear) + _outcomes("rag", "cloze", clear)
+    predictions += _outcomes("base", "letter", base) + _outcomes("fine-tuned", "letter", base)  # nothing learned
+    result = flashcard_comparison(predictions, chunk_of, groups, seed=0, alpha=0.05)
+    cloze, letter = result["cloze"], result["letter"]
+    assert cloze["with_flashcards"]["n"] == 60 and cloze["raw_only"]["n"] == 40  # chunk "x" is in neither group
+    assert (cloze["with_flashcards"]["chunks"], cloze["raw_only"]["chunks"]) == (12, 8)
+    assert cloze["with_flashcards"]["acc_fine_tuned"] == 1.0 and cloze["raw_only"]["gain"] == 0.0
+    assert cloze["with_flashcards"]["gain"] == round(1.0 - cloze["with_flashcards"]["acc_base"], 4)
+    assert cloze["gain_difference"] > 0.5 and cloze["p_value"] < 0.01 and cloze["flashcards_helped"] is True
+    assert letter["gain_difference"] == 0.0 and letter["p_value"] == 1.0 and letter["flashcards_helped"] is False
+    assert flashcard_comparison(predictions, chunk_of, groups, seed=0, alpha=0.05) == result  # seeded
+    # No hold-out (assemble.flashcard_holdout: 0) or no base condition: nothing to compare.
+    assert flashcard_comparison(predictions, chunk_of, {**groups, "raw_only": []}, seed=0, alpha=0.05) == {}
+    tuned_only = [row for row in predictions if row["condition"] != "base"]
+    assert flashcard_comparison(tuned_only, chunk_of, groups, seed=0, alpha=0.05) == {}
 
 
 def test_cells_from_predictions_reject_unpaired_questions() -> None:

@@ -1,4 +1,5 @@
-"""stages/evaluate.py end to end on a tiny model in a temporary project: metrics layout, predictions, retention."""
+"""stages/evaluate.py end to end on a tiny model in a temporary project: metrics layout, predictions, retention, and
+the comparison of chunks trained with and without their flashcards."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ CONDITIONS = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
 
 def _mcq(index: int) -> dict:
     options = [f"{1000 + 7 * index + offset}" for offset in range(4)]
-    return {"mcq_id": f"m{index}", "chunk_id": f"c{index % 3}", "question": f"What completes \"Item {index} weighs ___\"?",
+    return {"mcq_id": f"m{index}", "chunk_id": f"c{index % 6}", "question": f"What completes \"Item {index} weighs ___\"?",
             "options": options, "answer": "ABCD"[index % 4], "cloze_prefix": f"Item {index} weighs ", "kind": "number"}  # fmt: skip
 
 
@@ -37,6 +38,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model.save_pretrained(str(root / folder))
         tokenizer.save_pretrained(str(root / folder))
     write_jsonl(root / "data/generated/demo/mcq.jsonl", mcqs)
+    (root / paths.flashcard_groups("demo")).parent.mkdir(parents=True)
+    (root / paths.flashcard_groups("demo")).write_text(json.dumps({"share": 0.3, "seed": 0, "raw_only": ["c0", "c1"], "with_flashcards": ["c2", "c3", "c4", "c5"]}))
     write_jsonl(root / "data/retrieved/demo.jsonl", [{"mcq_id": m["mcq_id"], "contexts": [f"Item {i} weighs {1000 + 7 * i} grams." for i in range(2)],
                                                       "chunk_ids": ["c0", "c1"], "source_retrieved": True} for m in mcqs])  # fmt: skip
     write_jsonl(root / "data/retention/general_instructions.jsonl", [{"instruction": f"Say {i}.", "input": "", "output": f"{i}."} for i in range(5)])
@@ -70,6 +73,13 @@ def test_evaluate_stage_writes_every_cell_and_retention(project: Path, monkeypat
     assert retention["base"]["n"] == retention["fine-tuned"]["n"] == 5
     assert {"p_value_loglik", "p_value_format"} <= retention.keys()
     assert retention["base"]["loglik_per_token"] != retention["fine-tuned"]["loglik_per_token"]
+    flashcards = metrics["flashcards"]
+    assert flashcards["share"] == 0.3 and set(flashcards) == {"share", "letter", "cloze"}
+    for fmt in ("letter", "cloze"):
+        cell = flashcards[fmt]
+        assert (cell["with_flashcards"]["n"], cell["raw_only"]["n"]) == (8, 4)
+        assert cell["raw_only"]["acc_base"] == round(sum(metrics_acc(project, "base", fmt, {"m0", "m1", "m6", "m7"})) / 4, 4)
+        assert 0 < cell["p_value"] <= 1 and isinstance(cell["flashcards_helped"], bool)
 
     predictions = read_jsonl(project / "data/predictions/demo-tiny.jsonl")
     assert len(predictions) == 12 * 4 * 2
@@ -82,3 +92,8 @@ def test_evaluate_stage_writes_every_cell_and_retention(project: Path, monkeypat
 
     recomputed = cells_from_predictions(predictions, 100, 0, 0.05)
     assert all(recomputed[condition] == metrics[condition] for condition in CONDITIONS)
+
+
+def metrics_acc(project: Path, condition: str, fmt: str, mcq_ids: set[str]) -> list[float]:
+    rows = read_jsonl(project / "data/predictions/demo-tiny.jsonl")
+    return [row["acc"] for row in rows if row["condition"] == condition and row["format"] == fmt and row["mcq_id"] in mcq_ids]

@@ -1,4 +1,4 @@
-"""perpetual/statistics.py: bootstrap intervals, exact McNemar test, no-reading baselines."""
+"""perpetual/statistics.py: bootstrap intervals, exact McNemar test, no-reading baselines, the chunk permutation test."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from scipy.special import softmax
 from scipy.stats import spearmanr
 
 from perpetual.records import Mcq
-from perpetual.statistics import baselines, bootstrap_ci, knowledge_consistency, mcnemar_exact, significant, wilcoxon_paired
+from perpetual.statistics import (
+    baselines,
+    bootstrap_ci,
+    cluster_permutation,
+    knowledge_consistency,
+    mcnemar_exact,
+    significant,
+    wilcoxon_paired,
+)
 
 
 def test_bootstrap_ci_contains_mean_and_is_reproducible() -> None:
@@ -120,3 +128,30 @@ def test_wilcoxon_paired() -> None:
     assert wilcoxon_paired(before, before + rng.normal(scale=0.01, size=60)) > 0.01
     with pytest.raises(ValueError):
         wilcoxon_paired([1.0], [1.0, 2.0])
+
+
+def test_cluster_permutation_clear_difference_small_p_none_large_p() -> None:
+    rng = np.random.default_rng(0)
+    # 20 chunks of 5 questions each side; learning gains in {-1, 0, 1}: mostly 1 with flashcards, mostly 0 without.
+    helped = [rng.choice([1, 1, 1, 0], size=5).tolist() for _ in range(20)]
+    not_helped = [rng.choice([0, 0, 1, -1], size=5).tolist() for _ in range(20)]
+    clear = cluster_permutation(helped, not_helped, resamples=2000, seed=0)
+    assert clear["difference"] == pytest.approx(np.mean(helped) - np.mean(not_helped), abs=1e-4) and clear["difference"] > 0.5
+    assert clear["p_value"] is not None and clear["p_value"] < 0.01
+    assert cluster_permutation(not_helped, helped, resamples=2000, seed=0)["p_value"] == clear["p_value"]  # two-sided
+    same = [rng.choice([1, 0, 0, -1], size=5).tolist() for _ in range(40)]
+    none = cluster_permutation(same[:20], same[20:], resamples=2000, seed=0)
+    assert abs(none["difference"]) < 0.2 and none["p_value"] > 0.2
+    assert cluster_permutation(same[:20], same[20:], resamples=2000, seed=0) == none  # seeded
+
+
+def test_cluster_permutation_permutes_chunks_not_questions() -> None:
+    # 3 chunks against 3, all of one chunk's questions alike: only C(6, 3) = 20 splits exist, so the smallest
+    # two-sided p is 2/20 however many questions each chunk holds (a per-question test would call this 1e-17).
+    result = cluster_permutation([[1.0] * 30] * 3, [[0.0] * 30] * 3, resamples=9999, seed=0)
+    assert result == {"difference": 1.0, "p_value": 0.1}
+    # Pooled over questions, not a mean of chunk means: one big chunk weighs more than two small ones.
+    assert cluster_permutation([[1.0] * 8, [0.0] * 2], [[0.0], [0.0]], resamples=100, seed=0)["difference"] == 0.8
+    assert cluster_permutation([[1.0, 0.0]] * 2, [[0.0, 1.0]] * 3, resamples=100, seed=0) == {"difference": 0.0, "p_value": 1.0}
+    assert cluster_permutation([], [[1.0]], resamples=100, seed=0) == {"difference": None, "p_value": None}
+    assert cluster_permutation([[1.0]], [[0.0], [0.0]], resamples=100, seed=0) == {"difference": 1.0, "p_value": None}
