@@ -121,6 +121,41 @@ def retention_section(retention: Mapping[tuple[str, str], Mapping[str, Any]]) ->
     return lines + [""]
 
 
+def flashcard_section(flashcards: Mapping[tuple[str, str], Mapping[str, Any]], formats: Sequence[str]) -> list[str]:
+    lines = [
+        "## Do the flashcards add anything? (fine-tuned, MCQs on chunks trained with vs without their flashcards)",
+        "",
+        "`assemble.flashcard_holdout` left out the flashcards, not the raw text, of a seeded share of the chunks. "
+        "Per group: the fine-tuned and base accuracy on those chunks' MCQs and the gain (fine-tuned − base, per "
+        "question); Δ: gain with flashcards − gain raw-only; p: two-sided permutation test of Δ that reassigns whole "
+        "chunks, as the hold-out drew them (seeded); ▲: flashcards helped at p < 0.05. Chunks the teacher gave no "
+        "flashcards are in neither group.",
+        "",
+        "| Task | Model | Format | Held out | n with / raw-only | Fine-tuned with flashcards | Fine-tuned raw-only | "
+        "Base with / raw-only | Gain with | Gain raw-only | Δ gain | p |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    shown = 0
+    for (task, model), values in flashcards.items():
+        for fmt in formats:
+            cell = values.get(fmt)
+            if not isinstance(cell, Mapping):
+                continue
+            with_cards, raw_only = cell["with_flashcards"], cell["raw_only"]
+            p_value, difference = cell["p_value"], cell["gain_difference"]
+            p_text = "-" if p_value is None else f"{p_value:.2g}" + ("▲" if cell.get("flashcards_helped") else "")
+            lines.append(
+                f"| {task} | {model} | {fmt} | {values.get('share', 0):.0%} | {with_cards['n']} / {raw_only['n']} | "
+                f"{with_cards['acc_fine_tuned']:.3f} | {raw_only['acc_fine_tuned']:.3f} | "
+                f"{with_cards['acc_base']:.3f} / {raw_only['acc_base']:.3f} | {with_cards['gain']:+.3f} | {raw_only['gain']:+.3f} | "
+                f"{'-' if difference is None else f'{difference:+.3f}'} | {p_text} |"
+            )
+            shown += 1
+    if not shown:
+        lines.append("| - | - | - | off | - | - | - | - | - | - | - | - |")
+    return lines + [""]
+
+
 def retrieval_summary(index: Mapping[str, Any]) -> dict[str, Any]:
     """top_k, recall@k and MCQ count from an index@<task> metrics file."""
     return {"top_k": index["top_k"], "recall_at_k": index["recall_at_k"], "mcqs": index["mcqs"]}
@@ -150,11 +185,13 @@ def markdown_table(
     retrieval: Mapping[str, Mapping[str, Any]] | None = None,
     embedder: str = "",
     template: str = "",
+    flashcards: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> str:
     cells = sorted({(row["task"], row["model"]) for row in rows}, key=lambda pair: (_order(rows, pair[0]), pair[1]))
     lines = ["# Results", "", LEGEND, ""]
     for fmt in formats:
         lines += format_section(rows, fmt, cells)
+    lines += flashcard_section(flashcards or {}, formats)
     lines += retention_section(retention or {})
     if retrieval:
         lines += retrieval_section(retrieval, embedder, template)

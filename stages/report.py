@@ -1,4 +1,5 @@
-"""report: every evaluated cell in metrics/results.json, the paper-style table in metrics/results.md, and a plot."""
+"""report: every evaluated cell in metrics/results.json, the paper-style table in metrics/results.md, and a plot;
+with them what the flashcards add (held-out flashcards) and retention."""
 
 import sys
 
@@ -12,7 +13,7 @@ from perpetual.report import flatten, guessability, markdown_table, plot, retrie
 @exits_cleanly
 def main() -> None:
     _, params = stage_args(__doc__)
-    rows, baselines, retention, retrieval = [], {}, {}, {}
+    rows, baselines, retention, retrieval, flashcards = [], {}, {}, {}, {}
     for task in params.pipeline.tasks:
         retrieval[task] = retrieval_summary(read_json(paths.stage_metrics("index", task)))
         for model in params.pipeline.models:
@@ -21,6 +22,8 @@ def main() -> None:
             rows.extend(flatten(task, model, evaluation))
             if "retention" in evaluation:
                 retention[(task, model)] = evaluation["retention"]
+            if "flashcards" in evaluation:
+                flashcards[(task, model)] = evaluation["flashcards"]
 
     write_json(
         paths.METRICS / "results.json",
@@ -28,11 +31,13 @@ def main() -> None:
             "rows": rows,
             "retention": {f"{task}-{model}": values for (task, model), values in retention.items()},
             "retrieval": retrieval,
+            "flashcards": {f"{task}-{model}": values for (task, model), values in flashcards.items()},
             "guessability": guessability(rows),
         },
     )
     table = markdown_table(
-        rows, baselines, params.evaluate.formats, retention, retrieval, params.index.embedder, params.index.context_template
+        rows, baselines, params.evaluate.formats, retention, retrieval, params.index.embedder, params.index.context_template,
+        flashcards,
     )
     write_text(paths.METRICS / "results.md", table)
     with atomic_path(paths.METRICS / "results.png") as tmp:

