@@ -2,7 +2,8 @@
 consistency, and retention of assistant behaviour (base vs fine-tuned).
 
 Each model (base, fine-tuned) is loaded once, as one lm-eval HFLM: lm-eval runs all its conditions and formats in one
-call, then the same HFLM scores and answers the retention set.
+call, then the same HFLM scores and answers the retention set. Contexts are fitted to that HFLM's max length first
+(perpetual/evaluation.py `fit`), so lm-eval never cuts a prompt unseen; each cell counts what was shortened or cut.
 """
 
 import sys
