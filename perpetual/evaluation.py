@@ -133,7 +133,7 @@ def fit(mcq: Mcq, fmt: str, template: Template, found: Sequence[str], context_te
             high = middle
         else:
             low = middle
-    # Back to the last word boundary, so no word is shown half; kept at the character only if that alone fits.
+    # Back to the last word boundary, so no word is shown half (a text without one is cut mid-word).
     boundary = max(text.rfind(space, 0, low + 1) for space in " \n\t")
     if boundary > 0 and not budget.over(cut(boundary)):
         low = boundary
