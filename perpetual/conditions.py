@@ -13,7 +13,14 @@ from typing import Literal
 from perpetual.errors import UserError
 
 ScoredModel = Literal["base", "fine-tuned"]
-ContextKind = Literal["none", "retrieved"]
+ContextKind = Literal["none", "retrieved", "source"]
+
+# What each kind of context is, in words, for the report's "where RAG loses" summary (finding vs reading).
+CONTEXT_TITLES: dict[ContextKind, str] = {
+    "none": "no context",
+    "retrieved": "retrieved (RAG)",
+    "source": "own source chunk (oracle)",
+}
 
 
 @dataclass(frozen=True)
@@ -21,7 +28,9 @@ class Condition:
     name: str  # the key in params (evaluate.conditions), metrics and predictions
     title: str  # the column of the results table
     model: ScoredModel  # base: the model knowledge injection starts from; fine-tuned: the trained one
-    context: ContextKind  # retrieved: the task's top-k chunks from index@<task>
+    # retrieved: the task's top-k chunks from index@<task>; source: the MCQ's own chunk from data/chunks/<task>.jsonl,
+    # what a retriever with recall 1 and k = 1 would give (the upper bound of RAG: does the model read, given the text?)
+    context: ContextKind
     reference: str | None = None  # the condition it is tested against
     verdict: str | None = None  # the metrics key that says it beat its reference (p < alpha, more right answers)
     consistency: bool = False  # knowledge consistency (rank correlation, KL) with the reference's option scores
@@ -32,6 +41,8 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("fine-tuned", "Fine-tuned", "fine-tuned", "none", reference="base", verdict="learned", consistency=True),
     Condition("rag", "RAG", "base", "retrieved", reference="base", verdict="retrieval_helped"),
     Condition("fine-tuned+rag", "Fine-tuned + RAG", "fine-tuned", "retrieved", reference="rag", verdict="improved", consistency=True),
+    Condition("oracle", "Oracle (own chunk)", "base", "source", reference="base", verdict="reading_helped"),
+    Condition("fine-tuned+oracle", "Fine-tuned + oracle", "fine-tuned", "source", reference="fine-tuned", verdict="reading_helped_fine_tuned"),
 )
 BY_NAME = {condition.name: condition for condition in CONDITIONS}
 

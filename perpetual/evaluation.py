@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perpetual.conditions import BY_NAME
-from perpetual.mcq_format import render
+from perpetual.conditions import BY_NAME, ContextKind
+from perpetual.errors import UserError
+from perpetual.mcq_format import Rendered, render
 from perpetual.records import Mcq
 from perpetual.templates import Template
 
@@ -49,19 +51,122 @@ def task_config(name: str, data_file: Path) -> dict[str, Any]:
     }
 
 
-def context_for(mcq_id: str, retrieved: dict[str, dict[str, Any]], template: str) -> str:
-    contexts = retrieved.get(mcq_id, {}).get("contexts", [])
-    return template.format(context="\n\n".join(contexts)) if contexts else ""
+@dataclass(frozen=True)
+class Budget:
+    """The longest prompt the scorer reads whole, and how it counts tokens.
+
+    HFLM feeds `(context + continuation)[-(max_length + 1):][:-1]`: the last token is only predicted, so a prompt
+    (query + option, encoded as one string as lm-eval's `_encode_pair` does) of up to max_length + 1 tokens is scored
+    whole, and a longer one loses its start (the context first, then the question) without a word.
+    """
+
+    count: Callable[[str], int]  # tokens of a text as the scorer encodes it (with BOS where it adds one)
+    max_length: int  # lm.max_length
+
+    def over(self, rendered: Rendered) -> bool:
+        return max(self.count(rendered.query + choice) for choice in rendered.choices) > self.max_length + 1
+
+
+def budget_for(lm: Any) -> Budget:
+    """The budget of an lm-eval HFLM (`make_lm`): its own tokenizer call and the max length it truncates to."""
+    return Budget(count=lambda text: len(lm.tok_encode(text)), max_length=int(lm.max_length))
+
+
+@dataclass(frozen=True)
+class Fitted:
+    rendered: Rendered
+    shortened: bool  # context passages dropped or cut so that the prompt fits
+    truncated: bool  # still over the budget (the question alone is too long): lm-eval will cut it from the left
+
+
+def passages(mcq: Mcq, kind: ContextKind, retrieved: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str]) -> list[str]:
+    """The passages a condition's context is made of, best first."""
+    if kind == "none":
+        return []
+    if kind == "retrieved":
+        return list(retrieved.get(mcq["mcq_id"], {}).get("contexts", []))
+    if mcq["chunk_id"] not in sources:
+        raise UserError(
+            f"MCQ {mcq['mcq_id']}'s source chunk {mcq['chunk_id']} is not in the task's chunks (data/chunks/<task>.jsonl): "
+            "the MCQs and chunks are out of step; re-run generate"
+        )
+    return [sources[mcq["chunk_id"]]]
+
+
+def fit(mcq: Mcq, fmt: str, template: Template, found: Sequence[str], context_template: str, budget: Budget | None) -> Fitted:
+    """The MCQ rendered with as much of its context as fits the budget.
+
+    Shortened here rather than left to lm-eval, which would cut the prompt's start: a half passage with no sign of
+    the cut and, for long contexts, the question's opening. The lowest-ranked passages go first (they are the least
+    likely to hold the answer); a single passage still too long keeps its start, ended with "…" so the model sees
+    that it was cut. The question (the cloze prefix) is never touched.
+    """
+
+    def with_context(kept: Sequence[str]) -> Rendered:
+        return render(mcq, fmt, template, context_template.format(context="\n\n".join(kept)) if kept else "")
+
+    rendered = with_context(found)
+    if budget is None or not budget.over(rendered):
+        return Fitted(rendered, shortened=False, truncated=False)
+    if not found:
+        return Fitted(rendered, shortened=False, truncated=True)
+    kept = list(found)
+    while len(kept) > 1:
+        kept.pop()
+        rendered = with_context(kept)
+        if not budget.over(rendered):
+            return Fitted(rendered, shortened=True, truncated=False)
+    text = kept[0]
+
+    def cut(length: int) -> Rendered:
+        return with_context([text[:length].rstrip() + "…"])
+
+    bare = with_context([])
+    if budget.over(cut(0)):
+        return Fitted(bare, shortened=True, truncated=budget.over(bare))
+    # cut(low) fits and the whole passage does not: the longest start that fits, by bisection (token counts grow
+    # with the text's length, so this takes ~log2(characters) encodings, not one per character).
+    low, high = 0, len(text)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if budget.over(cut(middle)):
+            high = middle
+        else:
+            low = middle
+    # Back to the last word boundary, so no word is shown half (a text without one is cut mid-word).
+    boundary = max(text.rfind(space, 0, low + 1) for space in " \n\t")
+    if boundary > 0 and not budget.over(cut(boundary)):
+        low = boundary
+    if not text[:low].strip():
+        return Fitted(bare, shortened=True, truncated=False)
+    return Fitted(cut(low), shortened=True, truncated=False)
 
 
 def build_items(
-    mcqs: Sequence[Mcq], condition: str, fmt: str, retrieved: dict[str, dict[str, Any]], context_template: str, template: Template
+    mcqs: Sequence[Mcq],
+    condition: str,
+    fmt: str,
+    retrieved: Mapping[str, Mapping[str, Any]],
+    context_template: str,
+    template: Template,
+    sources: Mapping[str, str] | None = None,
+    budget: Budget | None = None,
 ) -> list[dict[str, Any]]:
+    """The lm-eval documents of one condition and format.
+
+    `sources`: chunk id -> text, for conditions whose context is the MCQ's own chunk. With a `budget`, each context
+    is fitted to the model's max length (`fit`), and every item says whether its context was shortened and whether
+    the prompt is still too long, so each cell can report both.
+    """
+    kind = BY_NAME[condition].context
     rows = []
     for mcq in mcqs:
-        context = context_for(mcq["mcq_id"], retrieved, context_template) if BY_NAME[condition].context == "retrieved" else ""
-        rendered = render(mcq, fmt, template, context)
-        rows.append({"mcq_id": mcq["mcq_id"], "query": rendered.query, "choices": rendered.choices, "gold": rendered.gold})
+        fitted = fit(mcq, fmt, template, passages(mcq, kind, retrieved, sources or {}), context_template, budget)
+        rendered = fitted.rendered
+        row: dict[str, Any] = {"mcq_id": mcq["mcq_id"], "query": rendered.query, "choices": rendered.choices, "gold": rendered.gold}
+        if budget is not None:
+            row |= {"context_shortened": fitted.shortened, "truncated": fitted.truncated}
+        rows.append(row)
     return rows
 
 
@@ -108,6 +213,10 @@ def score(lm: Any, configs: list[dict[str, Any]]) -> dict[str, list[dict[str, An
     return {name: rows_from_samples(samples) for name, samples in output["samples"].items()}
 
 
+# Per question: its context was shortened to fit; its prompt is still over the max length (lm-eval cuts its start).
+FIT_FLAGS = ("context_shortened", "truncated")
+
+
 def rows_from_samples(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """lm-eval's logged samples as prediction rows, in document order."""
     rows = []
@@ -125,6 +234,8 @@ def rows_from_samples(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, An
                 "pred_norm": max(range(len(normalised)), key=normalised.__getitem__),
                 "acc": float(sample["acc"]),
                 "acc_norm": float(sample["acc_norm"]),
+                # Carried from the rendered item (build_items with a budget), so the cells can be recomputed from here.
+                **{key: bool(sample["doc"][key]) for key in FIT_FLAGS if key in sample["doc"]},
             }
         )
     return rows
@@ -134,7 +245,8 @@ def cells_from_predictions(predictions: Sequence[Mapping[str, Any]], bootstrap_s
     """Every metric of the table from the per-question predictions alone: condition -> format -> fields.
 
     acc/acc_norm with a bootstrap CI; an exact McNemar test against the condition's reference, and its verdict
-    (e.g. `learned`: fine-tuned beat base); knowledge consistency with the reference where the table asks for it.
+    (e.g. `learned`: fine-tuned beat base); knowledge consistency with the reference where the table asks for it;
+    how many contexts were shortened to fit and how many prompts lm-eval still cuts (when the rows carry them).
     """
     from perpetual.statistics import bootstrap_ci, knowledge_consistency, mcnemar_exact
 
@@ -152,6 +264,9 @@ def cells_from_predictions(predictions: Sequence[Mapping[str, Any]], bootstrap_s
             "ci_low": low,
             "ci_high": high,
         }
+        for key in FIT_FLAGS:
+            if all(key in row for row in rows):
+                cell[key] = sum(bool(row[key]) for row in rows)
         spec = BY_NAME[condition]
         if spec.reference and (spec.reference, fmt) in outcomes:
             paired = _pair(outcomes[(spec.reference, fmt)], rows)

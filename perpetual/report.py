@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from perpetual.conditions import BY_NAME, CONDITIONS
+from perpetual.conditions import BY_NAME, CONDITIONS, CONTEXT_TITLES, Condition, ContextKind
 
 FORMAT_TITLES = {
     "cloze": "Cloze format: each option scored as the continuation of the passage it was cut from",
@@ -22,16 +22,24 @@ PAPER_TABLE_2 = {
     ("products", "Gemma-2.5b"): (0.2877, 0.2200, 0.4918, 0.1924),
 }
 
-LEGEND = (
-    "Every number below is ours unless its heading says *paper*. Accuracy: log-likelihood MCQ accuracy "
-    "(lm-eval `acc`) with its 95% percentile-bootstrap CI over questions, in the format named by the section. "
-    "p: two-sided exact McNemar test on the same questions ("
-    + "; ".join(f"{c.title} vs {BY_NAME[c.reference].title}" for c in CONDITIONS if c.reference)
-    + "); * p < 0.05, ** p < 0.01; ▲/▼: significantly better/worse than the reference. Learned: fine-tuned "
-    "significantly above base. Consistency (Ren et al. 2024, *Learning or Self-aligning?*): per question, Spearman ρ between the "
-    "two models' option log-likelihoods and KL(reference ‖ fine-tuned) in nats between their softmax distributions "
-    "over the options, averaged over questions (ρ = 1, KL = 0: fine-tuning left the model's preferences unchanged)."
-)
+
+def legend(conditions: Sequence[Condition]) -> str:
+    return (
+        "Every number below is ours unless its heading says *paper*. Accuracy: log-likelihood MCQ accuracy "
+        "(lm-eval `acc`) with its 95% percentile-bootstrap CI over questions, in the format named by the section. "
+        "p: two-sided exact McNemar test on the same questions ("
+        + "; ".join(f"{c.title} vs {BY_NAME[c.reference].title}" for c in conditions if c.reference)
+        + "); * p < 0.05, ** p < 0.01; ▲/▼: significantly better/worse than the reference. Learned: fine-tuned "
+        "significantly above base. Consistency (Ren et al. 2024, *Learning or Self-aligning?*): per question, Spearman ρ between the "
+        "two models' option log-likelihoods and KL(reference ‖ fine-tuned) in nats between their softmax distributions "
+        "over the options, averaged over questions (ρ = 1, KL = 0: fine-tuning left the model's preferences unchanged)."
+    )
+
+
+def shown(rows: Sequence[Mapping[str, Any]]) -> list[Condition]:
+    """The conditions evaluated in any cell, in the table's order: the columns of the tables and the bars of the plot."""
+    present = {row["condition"] for row in rows}
+    return [condition for condition in CONDITIONS if condition.name in present]
 
 
 def flatten(task: str, model: str, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
@@ -71,15 +79,19 @@ def _consistency_text(row: Mapping[str, Any] | None, reference: str) -> str:
 
 def format_section(rows: Sequence[dict[str, Any]], fmt: str, cells: Sequence[tuple[str, str]]) -> list[str]:
     lookup = {(row["task"], row["model"], row["condition"], row["format"]): row for row in rows}
+    conditions = shown(rows)
+    compared = [c for c in conditions if c.consistency and c.reference]
     lines = [f"## {FORMAT_TITLES.get(fmt, fmt)}", ""]
     lines.append(
         "| Task | Model | Template | n | "
-        + " | ".join(condition.title for condition in CONDITIONS)
-        + " | Learned (p < 0.05) | Consistency fine-tuned vs base (ρ / KL) | Fine-tuned + RAG vs RAG (ρ / KL) |"
+        + " | ".join(condition.title for condition in conditions)
+        + " | Learned (p < 0.05) | "
+        + "".join(f"Consistency {c.title} vs {BY_NAME[str(c.reference)].title} (ρ / KL) | " for c in compared)
     )
-    lines.append("|---|---|---|---|" + "---|" * (len(CONDITIONS) + 3))
+    lines[-1] = lines[-1].rstrip()
+    lines.append("|---|---|---|---|" + "---|" * (len(conditions) + 1 + len(compared)))
     for task, model in cells:
-        found = [lookup.get((task, model, condition.name, fmt)) for condition in CONDITIONS]
+        found = [lookup.get((task, model, condition.name, fmt)) for condition in conditions]
         n = next((row["n"] for row in found if row), 0)
         template = next((row["template"] for row in found if row), "-")
         fine_tuned = lookup.get((task, model, "fine-tuned", fmt))
@@ -87,9 +99,10 @@ def format_section(rows: Sequence[dict[str, Any]], fmt: str, cells: Sequence[tup
         lines.append(
             f"| {task} | {model} | {template} | {n} | "
             + " | ".join(_cell_text(row) for row in found)
-            + f" | {learned} | {_consistency_text(fine_tuned, 'base')} | "
-            + f"{_consistency_text(lookup.get((task, model, 'fine-tuned+rag', fmt)), 'rag')} |"
+            + f" | {learned} | "
+            + "".join(f"{_consistency_text(lookup.get((task, model, c.name, fmt)), str(c.reference))} | " for c in compared)
         )
+        lines[-1] = lines[-1].rstrip()
     return lines + [""]
 
 
@@ -177,6 +190,96 @@ def retrieval_section(retrieval: Mapping[str, Mapping[str, Any]], embedder: str,
     return lines + [""]
 
 
+def where_rag_loses(rows: Sequence[Mapping[str, Any]], retrieval: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task × model, whether RAG loses at finding or at reading: recall@k next to each scored model's accuracy
+    with no context, with the retrieved chunks and with the MCQ's own chunk (the oracle), per format.
+
+    finding_loss = oracle − RAG: what retrieval costs by not handing over the right chunk alone (large with a low
+    recall@k: RAG loses at finding). reading_gain = oracle − no context: what reading the right chunk is worth (near 0:
+    the model does not use the text even when given it, so RAG loses at reading). Only where an oracle condition ran.
+    """
+    acc = {(row["task"], row["model"], row["condition"], row["format"]): row["acc"] for row in rows}
+    found: dict[str, dict[str, Any]] = {}
+    for task, model, _, fmt in sorted(acc):
+        for scored in dict.fromkeys(c.model for c in CONDITIONS):
+            by_kind: dict[ContextKind, Condition] = {c.context: c for c in CONDITIONS if c.model == scored}
+            oracle = by_kind.get("source")
+            if oracle is None or (task, model, oracle.name, fmt) not in acc:
+                continue
+            entry: dict[str, Any] = {c.name: acc[(task, model, c.name, fmt)] for c in by_kind.values() if (task, model, c.name, fmt) in acc}
+            for key, other in (("finding_loss", "retrieved"), ("reading_gain", "none")):
+                if other in by_kind and by_kind[other].name in entry:
+                    entry[key] = round(entry[oracle.name] - entry[by_kind[other].name], 4)
+            cell = found.setdefault(f"{task}-{model}", {"task": task, "model": model, **_recall(retrieval.get(task, {}))})
+            cell.setdefault(fmt, {})[scored] = entry
+    return found
+
+
+def _recall(index: Mapping[str, Any]) -> dict[str, Any]:
+    return {"top_k": index.get("top_k"), "recall_at_k": index.get("recall_at_k")}
+
+
+def where_rag_loses_section(summary: Mapping[str, Mapping[str, Any]], formats: Sequence[str]) -> list[str]:
+    kinds: list[ContextKind] = ["none", "retrieved", "source"]
+    lines = [
+        "## Where RAG loses: finding or reading (recall@k next to the oracle)",
+        "",
+        "Oracle: the MCQ's own source chunk as the context, in the same context template: what RAG would score with "
+        "perfect retrieval. Finding loss = oracle − RAG (large with a low recall@k: retrieval misses the chunk); "
+        "reading gain = oracle − no context (near 0: the model does not use the text even when handed the right one).",
+        "",
+        "| Task | Model | Format | Scored model | k | Recall@k | "
+        + " | ".join(CONTEXT_TITLES[kind][:1].upper() + CONTEXT_TITLES[kind][1:] for kind in kinds)
+        + " | Finding loss (oracle − RAG) | Reading gain (oracle − no context) |",
+        "|---|---|---|---|---|---|" + "---|" * (len(kinds) + 2),
+    ]
+    for cell in summary.values():
+        for fmt in formats:
+            for scored, entry in cell.get(fmt, {}).items():
+                by_kind = {c.context: entry.get(c.name) for c in CONDITIONS if c.model == scored}
+                recall = cell.get("recall_at_k")
+                lines.append(
+                    f"| {cell['task']} | {cell['model']} | {fmt} | {scored} | {cell.get('top_k') or '-'} | "
+                    f"{'-' if recall is None else f'{recall:.3f}'} | "
+                    + " | ".join(_number(by_kind.get(kind)) for kind in kinds)
+                    + f" | {_number(entry.get('finding_loss'), signed=True)} | {_number(entry.get('reading_gain'), signed=True)} |"
+                )
+    return lines + [""]
+
+
+def _number(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def fit_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Which cells had contexts shortened to the model's max length, or prompts still cut by lm-eval."""
+    counted = [row for row in rows if "truncated" in row]
+    if not counted:
+        return []  # metrics written before the counts existed
+    lines = [
+        "## Prompts and the model's max length",
+        "",
+        "Contexts are fitted to the model's max length before scoring: the lowest-ranked retrieved chunks are dropped "
+        'first, then a single chunk too long is cut at its end (marked "…"); the question is never cut. Shortened: '
+        "prompts whose context was shortened; over: prompts still longer than the max length (the question alone), "
+        "which lm-eval cuts from the left.",
+        "",
+    ]
+    uncounted = f" ({len(rows) - len(counted)} cells evaluated before these counts existed are not counted)" if len(counted) < len(rows) else ""
+    affected = [row for row in counted if row.get("context_shortened") or row["truncated"]]
+    if not affected:
+        return lines + [f"Every prompt fits: no context shortened, no prompt cut{uncounted}.", ""]
+    lines += ["| Task | Model | Condition | Format | n | Contexts shortened | Prompts over max length |", "|---|---|---|---|---|---|---|"]
+    for row in affected:
+        lines.append(
+            f"| {row['task']} | {row['model']} | {BY_NAME[row['condition']].title} | {row['format']} | {row['n']} | "
+            f"{row.get('context_shortened', '-')} | {row['truncated']} |"
+        )
+    return lines + ["", f"Every other cell fits whole{uncounted}.", ""]
+
+
 def markdown_table(
     rows: Sequence[dict[str, Any]],
     baselines: dict[str, dict[str, float]],
@@ -188,13 +291,17 @@ def markdown_table(
     flashcards: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> str:
     cells = sorted({(row["task"], row["model"]) for row in rows}, key=lambda pair: (_order(rows, pair[0]), pair[1]))
-    lines = ["# Results", "", LEGEND, ""]
+    lines = ["# Results", "", legend(shown(rows)), ""]
     for fmt in formats:
         lines += format_section(rows, fmt, cells)
     lines += flashcard_section(flashcards or {}, formats)
+    lines += fit_section(rows)
     lines += retention_section(retention or {})
     if retrieval:
         lines += retrieval_section(retrieval, embedder, template)
+    summary = where_rag_loses(rows, retrieval or {})
+    if summary:
+        lines += where_rag_loses_section(summary, formats)
     lines += [
         "## Baselines from the MCQ sets themselves (no reading)",
         "",
@@ -255,9 +362,10 @@ def plot(rows: Sequence[dict[str, Any]], path: str, retention: Mapping[tuple[str
     retained = {key: value for key, value in (retention or {}).items() if "base" in value and "fine-tuned" in value}
     panels = len(formats) + (1 if retained else 0)
     figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
-    width = 0.8 / len(CONDITIONS)
+    conditions = shown(rows)
+    width = 0.8 / max(1, len(conditions))
     for axis, fmt in zip(axes[0], formats):
-        for offset, spec in enumerate(CONDITIONS):
+        for offset, spec in enumerate(conditions):
             condition, title = spec.name, spec.title
             xs: list[float] = []
             ys: list[float] = []
@@ -266,7 +374,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str, retention: Mapping[tuple[str
                 row = next((r for r in rows if (r["task"], r["model"]) == group and r["condition"] == condition and r["format"] == fmt), None)
                 if row is None:
                     continue
-                xs.append(index + (offset - (len(CONDITIONS) - 1) / 2) * width)
+                xs.append(index + (offset - (len(conditions) - 1) / 2) * width)
                 ys.append(row["acc"])
                 errors[0].append(row["acc"] - row["ci_low"])
                 errors[1].append(row["ci_high"] - row["acc"])

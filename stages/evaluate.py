@@ -3,7 +3,8 @@ consistency, retention of assistant behaviour (base vs fine-tuned), and what the
 trained with their flashcards vs on raw text only: assemble.flashcard_holdout).
 
 Each model (base, fine-tuned) is loaded once, as one lm-eval HFLM: lm-eval runs all its conditions and formats in one
-call, then the same HFLM scores and answers the retention set.
+call, then the same HFLM scores and answers the retention set. Contexts are fitted to that HFLM's max length first
+(perpetual/evaluation.py `fit`), so lm-eval never cuts a prompt unseen; each cell counts what was shortened or cut.
 """
 
 import sys
@@ -14,7 +15,16 @@ from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.conditions import selected
 from perpetual.errors import exits_cleanly
-from perpetual.evaluation import build_items, cells_from_predictions, flashcard_comparison, make_lm, score, task_config, task_name
+from perpetual.evaluation import (
+    budget_for,
+    build_items,
+    cells_from_predictions,
+    flashcard_comparison,
+    make_lm,
+    score,
+    task_config,
+    task_name,
+)
 from perpetual.io import read_json, read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local
 from perpetual.retention import answer_rows, compare, load_instructions, measure
@@ -30,6 +40,9 @@ def main() -> None:
     mcqs = read_jsonl(paths.mcqs(args.task))[: settings.limit]
     groups = read_json(paths.flashcard_groups(args.task))  # read first: a stale dataset stops before any model loads
     retrieved = {row["mcq_id"]: row for row in read_jsonl(paths.retrieved(args.task))}
+    # The chunk texts only when a condition reads the MCQ's own chunk (the largest task's chunks are tens of MB).
+    reads_source = any(condition.context == "source" for condition in selected(settings.conditions))
+    sources = {row["chunk_id"]: row["text"] for row in read_jsonl(paths.chunks(args.task))} if reads_source else {}
     instructions = (
         load_instructions(Path(settings.retention.path), settings.retention.limit) if settings.retention.enabled else []
     )
@@ -45,13 +58,14 @@ def main() -> None:
                 continue
             model, tokenizer = load_local(folder)
             lm = make_lm(model, tokenizer, settings.batch_size)
+            budget = budget_for(lm)
             template = make_template(template_name, tokenizer, str(folder))
             configs, names = [], {}
             for condition in conditions:
                 for fmt in settings.formats:
                     name = task_name(args.task, condition, fmt)
                     data_file = Path(scratch) / f"{name}.jsonl"
-                    items = build_items(mcqs, condition, fmt, retrieved, params.index.context_template, template)
+                    items = build_items(mcqs, condition, fmt, retrieved, params.index.context_template, template, sources, budget)
                     write_jsonl(data_file, items)
                     configs.append(task_config(name, data_file))
                     names[name] = (condition, fmt)
@@ -78,13 +92,17 @@ def main() -> None:
     write_json(paths.stage_metrics("eval", f"{args.task}-{args.model}"), metrics)
     for shown, formats in cells.items():
         for shown_format, cell in formats.items():
-            print(f"{shown:>15} {shown_format:>6}: acc {cell['acc']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}] n={cell['n']}", file=sys.stderr)
+            print(
+                f"{shown:>17} {shown_format:>6}: acc {cell['acc']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}] n={cell['n']}"
+                f" contexts shortened {cell['context_shortened']}, prompts over max length {cell['truncated']}",
+                file=sys.stderr,
+            )
     for shown_format, cell in comparison.items():
         with_cards, raw_only = cell["with_flashcards"], cell["raw_only"]
-        print(f"{'flashcards':>15} {shown_format:>6}: gain {with_cards['gain']:+.3f} (n={with_cards['n']}) vs raw-only {raw_only['gain']:+.3f} (n={raw_only['n']}), p={cell['p_value']}", file=sys.stderr)
+        print(f"{'flashcards':>17} {shown_format:>6}: gain {with_cards['gain']:+.3f} (n={with_cards['n']}) vs raw-only {raw_only['gain']:+.3f} (n={raw_only['n']}), p={cell['p_value']}", file=sys.stderr)
     for which, values in metrics.get("retention", {}).items():
         if isinstance(values, dict):
-            print(f"{'retention':>15} {which}: loglik/token {values['loglik_per_token']:.3f}, format-following {values['format_following']:.3f}", file=sys.stderr)
+            print(f"{'retention':>17} {which}: loglik/token {values['loglik_per_token']:.3f}, format-following {values['format_following']:.3f}", file=sys.stderr)
 
 
 if __name__ == "__main__":

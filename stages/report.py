@@ -7,7 +7,7 @@ from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import atomic_path, read_json, write_json, write_text
-from perpetual.report import flatten, guessability, markdown_table, plot, retrieval_summary
+from perpetual.report import flatten, guessability, markdown_table, plot, retrieval_summary, where_rag_loses
 
 
 @exits_cleanly
@@ -33,6 +33,8 @@ def main() -> None:
             "retrieval": retrieval,
             "flashcards": {f"{task}-{model}": values for (task, model), values in flashcards.items()},
             "guessability": guessability(rows),
+            # Per task × model, only where an oracle condition ran: recall@k next to no-context, RAG and oracle accuracy.
+            "where_rag_loses": where_rag_loses(rows, retrieval),
         },
     )
     table = markdown_table(

@@ -148,3 +148,19 @@ def test_compare_and_answer_rows(tmp_path: Path) -> None:
     rows = answer_rows(load_instructions(path), {"base": base, "fine-tuned": tuned})
     assert len(rows) == 40 and rows[0]["model"] == "base" and rows[-1]["stop"] == "run_on"
     assert rows[1]["prompt"] == "p1" and rows[1]["reference"] == "1"
+
+
+def test_cells_count_shortened_contexts_and_cut_prompts_and_test_the_oracle() -> None:
+    base = _rows("base", "cloze", [0] * 30)
+    oracle = _rows("oracle", "cloze", [1] * 30)
+    for index, row in enumerate(base + oracle):
+        row |= {"context_shortened": row["condition"] == "oracle" and index % 3 == 0, "truncated": index % 10 == 0}
+    tuned = _rows("fine-tuned", "cloze", [0] * 30)
+    tuned_oracle = _rows("fine-tuned+oracle", "cloze", [0] * 30)
+    cells = cells_from_predictions(base + oracle + tuned + tuned_oracle, bootstrap_samples=200, seed=0, alpha=0.05)
+    assert (cells["base"]["cloze"]["context_shortened"], cells["base"]["cloze"]["truncated"]) == (0, 3)
+    assert (cells["oracle"]["cloze"]["context_shortened"], cells["oracle"]["cloze"]["truncated"]) == (10, 3)
+    assert "truncated" not in cells["fine-tuned"]["cloze"]  # rows from before the counts existed: not claimed as 0
+    assert cells["oracle"]["cloze"]["reading_helped"] is True and cells["oracle"]["cloze"]["p_value_vs_base"] < 0.05
+    assert cells["fine-tuned+oracle"]["cloze"]["reading_helped_fine_tuned"] is False
+    assert "p_value_vs_fine-tuned" in cells["fine-tuned+oracle"]["cloze"] and "kl_vs_fine-tuned" not in cells["fine-tuned+oracle"]["cloze"]

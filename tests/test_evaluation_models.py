@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from perpetual.config import TinyGemma, TinyMamba2, TokenizerParams
-from perpetual.evaluation import build_items, make_lm, score, task_config, task_manager
+from perpetual.evaluation import budget_for, build_items, make_lm, score, task_config, task_manager
 from perpetual.io import write_jsonl
 from perpetual.models import build_tiny, train_tokenizer
 from perpetual.records import Mcq
@@ -88,6 +88,30 @@ def test_batch_size_does_not_change_predictions(model, tokenizer, tmp_path: Path
     assert [row["pred"] for row in one["perpetual_test_bs"]] == [row["pred"] for row in many["perpetual_test_bs"]]
     for a, b in zip(one["perpetual_test_bs"], many["perpetual_test_bs"]):
         assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["letter", "cloze"])
+def test_fitted_contexts_reach_the_model_whole(model, tokenizer, tmp_path: Path, fmt: str, caplog: pytest.LogCaptureFixture) -> None:
+    """With a window too small for every retrieved passage, the fitted prompts are shortened by us and none is cut
+    by the scorer: the budget counts tokens as HFLM does and uses its max length."""
+    template = make_template("alpaca", tokenizer)
+    bare = build_items(_mcqs(), "base", fmt, {}, "{context}", template)
+    longest = max(len(tokenizer(row["query"] + choice)["input_ids"]) for row in bare for choice in row["choices"])
+    lm = make_lm(model, tokenizer, 3)
+    lm._max_length = longest + 70  # room for one passage (43-48 tokens here), not for all three
+    budget = budget_for(lm)
+    assert budget.max_length == longest + 70 and budget.count(TEXTS[0]) == len(lm.tok_encode(TEXTS[0]))
+    retrieved = {mcq["mcq_id"]: {"contexts": TEXTS[:3]} for mcq in _mcqs()}
+    items = build_items(_mcqs(), "rag", fmt, retrieved, "Context:\n{context}\n\n", template, budget=budget)
+    assert all(item["context_shortened"] and not item["truncated"] for item in items)
+    for item in items:
+        assert max(len(tokenizer(item["query"] + choice)["input_ids"]) for choice in item["choices"]) <= lm.max_length + 1
+        assert item["query"].startswith("Context:\n") and item["query"].endswith(next(row["query"] for row in bare if row["mcq_id"] == item["mcq_id"]))
+    write_jsonl(tmp_path / "items.jsonl", items)
+    with caplog.at_level("WARNING", logger="perpetual.scoring"):
+        rows = score(lm, [task_config(f"perpetual_fit_{fmt}", tmp_path / "items.jsonl")])[f"perpetual_fit_{fmt}"]
+    assert "exceed the model's maximum length" not in caplog.text
+    assert [(row["context_shortened"], row["truncated"]) for row in rows] == [(True, False)] * len(items)  # carried through
 
 
 def _instructions() -> list[Instruction]:

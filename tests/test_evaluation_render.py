@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from perpetual.evaluation import build_items, condition_model, render, task_config, task_name
+from perpetual.conditions import CONDITIONS
+from perpetual.errors import UserError
+from perpetual.evaluation import Budget, build_items, condition_model, fit, render, task_config, task_name
 from perpetual.records import Mcq
 from perpetual.templates import LETTER_INSTRUCTION, Template
 
@@ -100,9 +102,11 @@ def test_task_config_points_at_local_jsonl(tmp_path: Path, monkeypatch: pytest.M
 
 def test_task_names_and_condition_models() -> None:
     assert task_name("code", "fine-tuned+rag", "cloze") == "perpetual_code_fine_tuned_rag_cloze"
-    names = {task_name("code", c, f) for c in ("base", "fine-tuned", "rag", "fine-tuned+rag") for f in ("letter", "cloze")}
-    assert len(names) == 8
-    assert [condition_model(c) for c in ("base", "rag", "fine-tuned", "fine-tuned+rag")] == ["base", "base", "fine-tuned", "fine-tuned"]
+    assert task_name("code", "fine-tuned+oracle", "letter") == "perpetual_code_fine_tuned_oracle_letter"
+    names = {task_name("code", c.name, f) for c in CONDITIONS for f in ("letter", "cloze")}
+    assert len(names) == 2 * len(CONDITIONS) == 12  # no two conditions share an lm-eval task name
+    conditions = ("base", "rag", "oracle", "fine-tuned", "fine-tuned+rag", "fine-tuned+oracle")
+    assert [condition_model(c) for c in conditions] == ["base"] * 3 + ["fine-tuned"] * 3
 
 
 def test_one_table_of_conditions_drives_selection() -> None:
@@ -111,5 +115,79 @@ def test_one_table_of_conditions_drives_selection() -> None:
 
     assert [c.name for c in selected(["rag", "base"])] == ["base", "rag"]  # the table's order
     assert BY_NAME["fine-tuned"].verdict == "learned" and BY_NAME["rag"].verdict != "learned"
+    # The oracle (the MCQ's own chunk) is tested against the same model without context, not against RAG.
+    assert (BY_NAME["oracle"].context, BY_NAME["oracle"].model, BY_NAME["oracle"].reference) == ("source", "base", "base")
+    assert (BY_NAME["fine-tuned+oracle"].model, BY_NAME["fine-tuned+oracle"].reference) == ("fine-tuned", "fine-tuned")
+    assert len({c.verdict for c in CONDITIONS if c.verdict}) == len([c for c in CONDITIONS if c.verdict])  # one key each
     with pytest.raises(UserError, match="unknown condition.*'oracel'"):
         selected(["base", "oracel"])
+
+
+@pytest.mark.parametrize("fmt", ["letter", "cloze"])
+def test_oracle_reads_the_mcqs_own_chunk(fmt: str, alpaca: Template) -> None:
+    mcqs = [_mcq("m1"), Mcq(**{**_mcq("m2"), "chunk_id": "c2"})]  # type: ignore[typeddict-item]
+    sources = {"c1": "The Nova weighs 1336 grams.", "c2": "The Bramble Watch is capped at 2008.", "c3": "Unrelated."}
+    retrieved = {"m1": {"contexts": ["A retrieved passage."]}, "m2": {"contexts": ["Another one."]}}
+    for condition in ("oracle", "fine-tuned+oracle"):
+        rows = build_items(mcqs, condition, fmt, retrieved, TEMPLATE, alpaca, sources)
+        for row, mcq, own in zip(rows, mcqs, ("The Nova weighs 1336 grams.", "The Bramble Watch is capped at 2008.")):
+            assert row["query"] == render(mcq, fmt, alpaca, f"Context:\n{own}\n\n").query  # its own chunk, alone
+            assert "retrieved" not in row["query"] and "Another" not in row["query"]
+    with pytest.raises(UserError, match="c1.*out of step"):
+        build_items(mcqs, "oracle", fmt, retrieved, TEMPLATE, alpaca, {"c2": "x"})
+
+
+def _words(text: str) -> int:
+    """A fake tokenizer: one token per whitespace-separated word."""
+    return len(text.split())
+
+
+PASSAGES = ["one two three four five", "six seven eight nine ten", "eleven twelve thirteen fourteen fifteen"]
+
+
+@pytest.mark.parametrize(
+    "max_length,kept",
+    [
+        (100, PASSAGES),  # everything fits: left alone
+        (20, PASSAGES),  # 1 ("Context:") + 15 + 5 (the cloze prefix and option) = 21 tokens = max_length + 1: fits
+        (15, PASSAGES[:2]),  # the lowest-ranked chunk goes first
+        (10, PASSAGES[:1]),
+    ],
+)
+def test_fit_drops_whole_chunks_lowest_rank_first(max_length: int, kept: list[str], alpaca: Template) -> None:
+    budget = Budget(_words, max_length)
+    fitted = fit(_mcq(), "cloze", alpaca, PASSAGES, TEMPLATE, budget)
+    assert fitted.rendered.query == "Context:\n" + "\n\n".join(kept) + "\n\nThe Tellavik Nova weighs "
+    assert (fitted.shortened, fitted.truncated) == (kept != PASSAGES, False)
+    assert not budget.over(fitted.rendered)
+
+
+def test_fit_cuts_a_single_chunk_at_its_end_and_never_the_question(alpaca: Template) -> None:
+    budget = Budget(_words, 8)  # 9 tokens: "Context:" + 3 words + the 5 of the question and option
+    fitted = fit(_mcq(), "cloze", alpaca, PASSAGES, TEMPLATE, budget)
+    assert fitted.rendered.query == "Context:\none two three…\n\nThe Tellavik Nova weighs "  # whole words, marked cut
+    assert (fitted.shortened, fitted.truncated) == (True, False)
+    letter = fit(_mcq(), "letter", alpaca, PASSAGES, TEMPLATE, Budget(_words, 30))
+    plain = render(_mcq(), "letter", alpaca).query
+    assert letter.rendered.query.endswith(plain) and letter.rendered.query.startswith("Context:\none two")
+    assert letter.shortened and not letter.truncated and letter.rendered.choices == [" A", " B", " C", " D"]
+
+
+def test_fit_drops_the_context_when_the_question_alone_is_too_long(alpaca: Template) -> None:
+    budget = Budget(_words, 3)  # the cloze prefix and option alone are 5 tokens
+    fitted = fit(_mcq(), "cloze", alpaca, PASSAGES, TEMPLATE, budget)
+    assert fitted.rendered.query == "The Tellavik Nova weighs "  # the question is left whole: lm-eval cuts it, counted
+    assert (fitted.shortened, fitted.truncated) == (True, True)
+    assert fit(_mcq(), "cloze", alpaca, [], TEMPLATE, budget).truncated  # no context to shorten: only counted
+
+
+def test_build_items_count_shortened_and_truncated_per_item(alpaca: Template) -> None:
+    mcqs = [_mcq("m1"), _mcq("m2", cloze_prefix="Weighs "), _mcq("m3", cloze_prefix="a b c d e f g h i j k l m n")]
+    retrieved = {mcq["mcq_id"]: {"contexts": PASSAGES} for mcq in mcqs}
+    budget = Budget(_words, 12)  # 13 tokens: m1 keeps 1 chunk, m2 (2-token prefix + option) 2 chunks, m3 none
+    rows = build_items(mcqs, "rag", "cloze", retrieved, TEMPLATE, alpaca, budget=budget)
+    assert [row["query"].count("\n\n") for row in rows] == [1, 2, 0]  # one blank line after each kept chunk
+    assert [(row["context_shortened"], row["truncated"]) for row in rows] == [(True, False), (True, False), (True, True)]
+    plain = build_items(mcqs, "base", "cloze", retrieved, TEMPLATE, alpaca, budget=budget)
+    assert [(row["context_shortened"], row["truncated"]) for row in plain] == [(False, False), (False, False), (False, True)]
+    assert "truncated" not in build_items(mcqs, "base", "cloze", retrieved, TEMPLATE, alpaca)[0]  # no budget: not counted

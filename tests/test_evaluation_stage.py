@@ -11,12 +11,13 @@ import pytest
 import yaml
 
 from perpetual import paths
+from perpetual.conditions import CONDITIONS as TABLE
 from perpetual.config import TinyGemma, TokenizerParams
 from perpetual.io import read_jsonl, write_jsonl
 from perpetual.models import build_tiny, train_tokenizer
 from perpetual.testing.params import params_dict
 
-CONDITIONS = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
+CONDITIONS = [condition.name for condition in TABLE]  # every condition, the oracle ones (not in params.yaml's default) too
 
 
 def _mcq(index: int) -> dict:
@@ -42,13 +43,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / paths.flashcard_groups("demo")).write_text(json.dumps({"share": 0.3, "seed": 0, "raw_only": ["c0", "c1"], "with_flashcards": ["c2", "c3", "c4", "c5"]}))
     write_jsonl(root / "data/retrieved/demo.jsonl", [{"mcq_id": m["mcq_id"], "contexts": [f"Item {i} weighs {1000 + 7 * i} grams." for i in range(2)],
                                                       "chunk_ids": ["c0", "c1"], "source_retrieved": True} for m in mcqs])  # fmt: skip
+    write_jsonl(root / "data/chunks/demo.jsonl", [{"chunk_id": f"c{i}", "task": "demo", "source": "s", "language": "text",
+                                                   "text": f"Item {i} weighs {1000 + 7 * i} grams."} for i in range(3)])  # fmt: skip
     write_jsonl(root / "data/retention/general_instructions.jsonl", [{"instruction": f"Say {i}.", "input": "", "output": f"{i}."} for i in range(5)])
     params = params_dict({
         "pipeline": {"tasks": ["demo"], "models": ["tiny"], "seed": 0},
         "fetch": {"sources": {"demo": {"kind": "local", "path": "src"}}},
         "base": {"models": {"tiny": spec.model_dump()}},
         "train": {"task_overrides": {}},
-        "evaluate": {"batch_size": 4, "bootstrap_samples": 100, "retention": {"max_new_tokens": 6}},
+        "evaluate": {"conditions": CONDITIONS, "batch_size": 4, "bootstrap_samples": 100, "retention": {"max_new_tokens": 6}},
     })  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
@@ -66,8 +69,11 @@ def test_evaluate_stage_writes_every_cell_and_retention(project: Path, monkeypat
         for fmt in ("letter", "cloze"):
             cell = metrics[condition][fmt]
             assert cell["n"] == 12 and cell["ci_low"] <= cell["acc"] <= cell["ci_high"]
+            assert cell["truncated"] == cell["context_shortened"] == 0  # short prompts, a 2048-token window
     assert {"spearman_vs_base", "kl_vs_base", "p_value_vs_base", "learned"} <= metrics["fine-tuned"]["cloze"].keys()
     assert {"spearman_vs_rag", "kl_vs_rag", "p_value_vs_rag", "improved"} <= metrics["fine-tuned+rag"]["letter"].keys()
+    assert {"p_value_vs_base", "reading_helped"} <= metrics["oracle"]["cloze"].keys()
+    assert {"p_value_vs_fine-tuned", "reading_helped_fine_tuned"} <= metrics["fine-tuned+oracle"]["letter"].keys()
     assert set(metrics["baselines"]) == {"chance", "majority_letter", "longest_option"}
     retention = metrics["retention"]
     assert retention["base"]["n"] == retention["fine-tuned"]["n"] == 5
@@ -82,7 +88,7 @@ def test_evaluate_stage_writes_every_cell_and_retention(project: Path, monkeypat
         assert 0 < cell["p_value"] <= 1 and isinstance(cell["flashcards_helped"], bool)
 
     predictions = read_jsonl(project / "data/predictions/demo-tiny.jsonl")
-    assert len(predictions) == 12 * 4 * 2
+    assert len(predictions) == 12 * len(CONDITIONS) * 2
     assert {(row["condition"], row["format"]) for row in predictions} == {(c, f) for c in CONDITIONS for f in ("letter", "cloze")}
     answers = read_jsonl(project / "data/predictions/demo-tiny.retention.jsonl")
     assert len(answers) == 10 and {row["model"] for row in answers} == {"base", "fine-tuned"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perpetual.report import PAPER_TABLE_2, flatten, markdown_table, plot
+from perpetual.report import PAPER_TABLE_2, flatten, markdown_table, plot, where_rag_loses
 from perpetual.testing.params import params_dict
 
 CONDITIONS = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
@@ -84,6 +84,54 @@ def test_markdown_states_formats_marks_retention_retrieval_baselines_and_paper()
     assert "Every number below is ours unless its heading says *paper*" in table
 
 
+def _with_oracle() -> dict:
+    """_evaluation() with the oracle conditions selected and the fit counts every new cell carries."""
+    evaluation = _evaluation()
+    evaluation["oracle"] = {"cloze": _cell(0.62, p_value_vs_base=1e-6, reading_helped=True), "letter": _cell(0.27, p_value_vs_base=0.8, reading_helped=False)}
+    evaluation["fine-tuned+oracle"] = {"cloze": _cell(0.70, reading_helped_fine_tuned=True, **{"p_value_vs_fine-tuned": 0.01})}
+    for condition, formats in evaluation.items():
+        if condition in ("baselines", "retention"):
+            continue
+        for cell in formats.values():
+            cell |= {"context_shortened": 0, "truncated": 0}
+    evaluation["rag"]["cloze"] |= {"context_shortened": 7}
+    evaluation["base"]["letter"] |= {"truncated": 2}
+    return evaluation
+
+
+def test_oracle_columns_where_rag_loses_and_fitted_prompts() -> None:
+    evaluation = _with_oracle()
+    rows = flatten("products", "gemma", evaluation)
+    retrieval = {"products": {"top_k": 2, "recall_at_k": 0.5, "mcqs": 250}}
+    summary = where_rag_loses(rows, retrieval)
+    cell = summary["products-gemma"]
+    assert (cell["top_k"], cell["recall_at_k"]) == (2, 0.5)
+    assert cell["cloze"]["base"] == {"base": 0.30, "rag": 0.31, "oracle": 0.62, "finding_loss": 0.31, "reading_gain": 0.32}
+    assert cell["cloze"]["fine-tuned"] == {"fine-tuned": 0.55, "fine-tuned+rag": 0.50, "fine-tuned+oracle": 0.70, "finding_loss": 0.2, "reading_gain": 0.15}
+    assert list(cell["letter"]) == ["base"]  # fine-tuned + oracle was not scored in the letter format
+    assert where_rag_loses(flatten("products", "gemma", _evaluation()), retrieval) == {}  # no oracle: no summary
+
+    table = markdown_table(rows, {"products": evaluation["baselines"]}, ["letter", "cloze"], None, retrieval, "e", "{context}")
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("| Task | Model | Template |"))
+    assert header.split(" | ")[4:10] == ["Base model", "Fine-tuned", "RAG", "Fine-tuned + RAG", "Oracle (own chunk)", "Fine-tuned + oracle"]
+    cloze = lines.index(next(line for line in lines if line.startswith("## Cloze format")))
+    row = next(line for line in lines[cloze:] if line.startswith("| products | gemma |"))
+    assert "0.620 [0.570, 0.670] p=1e-06**▲" in row and "0.700 [0.650, 0.750] p=0.01" in row
+    assert "| products | gemma | cloze | base | 2 | 0.500 | 0.300 | 0.310 | 0.620 | +0.310 | +0.320 |" in table
+    assert "| products | gemma | letter | base | 2 | 0.500 | 0.250 | 0.260 | 0.270 | +0.010 | +0.020 |" in table
+    assert "| products | gemma | RAG | cloze | 250 | 7 | 0 |" in table and "| products | gemma | Base model | letter | 250 | 0 | 2 |" in table
+    assert "Oracle (own chunk) vs Base model; Fine-tuned + oracle vs Fine-tuned" in table
+
+
+def test_conditions_not_evaluated_get_no_column() -> None:
+    evaluation = {key: value for key, value in _evaluation().items() if key not in ("rag", "fine-tuned+rag")}
+    table = markdown_table(flatten("products", "gemma", evaluation), {"products": evaluation["baselines"]}, ["cloze"])
+    header = next(line for line in table.splitlines() if line.startswith("| Task | Model | Template |"))
+    assert "RAG" not in header and "Oracle" not in header and "Consistency Fine-tuned vs Base model" in header
+    assert "Where RAG loses" not in table and "max length" not in table  # no oracle; cells without the fit counts
+
+
 def test_plot_writes_png(tmp_path: Path) -> None:
     evaluation = _evaluation()
     rows = flatten("products", "gemma", evaluation) + flatten("code", "gemma", evaluation)
@@ -91,6 +139,8 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plot(rows, str(tmp_path / "plain.png"))  # no retention measured: accuracy panels only
     assert (tmp_path / "plain.png").stat().st_size > 0
+    plot(flatten("products", "gemma", _with_oracle()), str(tmp_path / "oracle.png"))  # six conditions, one missing cell
+    assert (tmp_path / "oracle.png").stat().st_size > 0
 
 
 def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,12 +157,15 @@ def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: 
     for task in ("products", "code"):
         (tmp_path / "metrics/eval").mkdir(parents=True, exist_ok=True)
         (tmp_path / "metrics/index").mkdir(parents=True, exist_ok=True)
-        (tmp_path / f"metrics/eval/{task}-gemma.json").write_text(json.dumps(_evaluation()))
+        (tmp_path / f"metrics/eval/{task}-gemma.json").write_text(json.dumps(_with_oracle() if task == "code" else _evaluation()))
         (tmp_path / f"metrics/index/{task}.json").write_text(json.dumps({"top_k": 2, "recall_at_k": 0.9, "mcqs": 250}))
     monkeypatch.setattr(sys, "argv", ["report"])
     report.main()
     results = json.loads((tmp_path / "metrics/results.json").read_text())
-    assert len(results["rows"]) == 2 * 4 * 2
+    assert len(results["rows"]) == 2 * 4 * 2 + 3  # code also has the oracle (2 formats) and fine-tuned + oracle (cloze)
+    assert list(results["where_rag_loses"]) == ["code-gemma"]  # only where an oracle condition ran
+    assert results["where_rag_loses"]["code-gemma"]["cloze"]["base"]["oracle"] == 0.62
+    assert results["where_rag_loses"]["code-gemma"]["recall_at_k"] == 0.9
     assert results["retention"]["code-gemma"]["fine-tuned"]["format_following"] == 0.4
     assert results["retrieval"]["products"]["recall_at_k"] == 0.9
     assert results["guessability"]["code"]["gemma"] == {"cloze": 0.05, "letter": 0.0}
