@@ -44,7 +44,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_jsonl(root / "data/retrieved/demo.jsonl", [{"mcq_id": m["mcq_id"], "contexts": [f"Item {i} weighs {1000 + 7 * i} grams." for i in range(2)],
                                                       "chunk_ids": ["c0", "c1"], "source_retrieved": True} for m in mcqs])  # fmt: skip
     write_jsonl(root / "data/chunks/demo.jsonl", [{"chunk_id": f"c{i}", "task": "demo", "source": "s", "language": "text",
-                                                   "text": f"Item {i} weighs {1000 + 7 * i} grams."} for i in range(3)])  # fmt: skip
+                                                   "text": f"Item {i} weighs {1000 + 7 * i} grams."} for i in range(6)])  # fmt: skip
     write_jsonl(root / "data/retention/general_instructions.jsonl", [{"instruction": f"Say {i}.", "input": "", "output": f"{i}."} for i in range(5)])
     params = params_dict({
         "pipeline": {"tasks": ["demo"], "models": ["tiny"], "seed": 0},

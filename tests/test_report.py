@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from perpetual.conditions import BY_NAME
 from perpetual.report import PAPER_TABLE_2, flatten, markdown_table, plot, where_rag_loses
 from perpetual.testing.params import params_dict
 
@@ -90,7 +91,7 @@ def _with_oracle() -> dict:
     evaluation["oracle"] = {"cloze": _cell(0.62, p_value_vs_base=1e-6, reading_helped=True), "letter": _cell(0.27, p_value_vs_base=0.8, reading_helped=False)}
     evaluation["fine-tuned+oracle"] = {"cloze": _cell(0.70, reading_helped_fine_tuned=True, **{"p_value_vs_fine-tuned": 0.01})}
     for condition, formats in evaluation.items():
-        if condition in ("baselines", "retention"):
+        if condition not in BY_NAME:   # baselines, retention, flashcards: not cells
             continue
         for cell in formats.values():
             cell |= {"context_shortened": 0, "truncated": 0}
