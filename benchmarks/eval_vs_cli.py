@@ -48,11 +48,12 @@ from perpetual.io import read_jsonl, write_jsonl  # noqa: E402
 from perpetual.templates import make_template  # noqa: E402
 from perpetual.testing.params import params_dict  # noqa: E402
 
-INPUTS = ["data/generated", "data/retrieved", "data/retention", "models"]
+INPUTS = ["data/generated", "data/retrieved", "data/retention", "data/chunks", "data/datasets", "models"]
 
 
 def has_inputs(root: Path, task: str, model: str) -> bool:
-    needed = [paths.mcqs(task), paths.retrieved(task), paths.start_model(model) / "config.json", paths.trained_model(task, model) / "config.json"]
+    needed = [paths.mcqs(task), paths.retrieved(task), paths.chunks(task), paths.flashcard_groups(task),
+              paths.start_model(model) / "config.json", paths.trained_model(task, model) / "config.json"]
     return all((root / path).exists() for path in needed)
 
 
@@ -80,6 +81,10 @@ def build_demo(root: Path) -> tuple[str, str]:
         tokenizer.save_pretrained(str(root / folder))
     write_jsonl(root / paths.mcqs("demo"), mcqs)
     write_jsonl(root / paths.retrieved("demo"), [{"mcq_id": m["mcq_id"], "contexts": [facts[int(m["mcq_id"][1:])]], "chunk_ids": [m["chunk_id"]], "source_retrieved": True} for m in mcqs])
+    write_jsonl(root / paths.chunks("demo"), [{"chunk_id": f"c{i}", "task": "demo", "source": "s", "language": "text", "text": fact} for i, fact in enumerate(facts)])
+    groups = root / paths.flashcard_groups("demo")
+    groups.parent.mkdir(parents=True)
+    groups.write_text(json.dumps({"share": 0.3, "seed": 0, "raw_only": [f"c{i}" for i in range(12)], "with_flashcards": [f"c{i}" for i in range(12, 40)]}))
     write_jsonl(root / "data/retention/general_instructions.jsonl", [{"instruction": f"What is {i} plus {i}?", "input": "", "output": f"{i} plus {i} is {2 * i}."} for i in range(20)])
     params = params_dict({
         "pipeline": {"tasks": ["demo"], "models": ["tiny"], "seed": 0},
@@ -115,9 +120,12 @@ def model_folders(root: Path, task: str, model: str) -> dict[str, Path]:
     return {"base": root / paths.start_model(model), "fine-tuned": root / paths.trained_model(task, model)}
 
 
-def write_tasks(params, task: str, which: str, folder: Path, tokenizer, mcqs, retrieved, target: Path) -> dict[str, tuple[str, str]]:
+def write_tasks(params, task: str, which: str, folder: Path, tokenizer, mcqs, retrieved, sources, target: Path) -> dict[str, tuple[str, str]]:
     """One JSONL + YAML per (condition, format) of model `which`, rendered as stages/evaluate.py renders them (with the
-    task's prompt template for this model's tokenizer); returns task name -> (condition, format)."""
+    task's prompt template for this model's tokenizer); returns task name -> (condition, format).
+
+    Without the stage's context fitting (no budget): a context the stage shortens would differ here, and the
+    identical-predictions check would say so (none is shortened on the default's models)."""
     template = make_template(params.train.for_task(task).template, tokenizer, str(folder))
     names = {}
     for condition in params.evaluate.conditions:
@@ -125,13 +133,13 @@ def write_tasks(params, task: str, which: str, folder: Path, tokenizer, mcqs, re
             continue
         for fmt in params.evaluate.formats:
             name = task_name(task, condition, fmt)
-            write_jsonl(target / f"{name}.jsonl", build_items(mcqs, condition, fmt, retrieved, params.index.context_template, template))
+            write_jsonl(target / f"{name}.jsonl", build_items(mcqs, condition, fmt, retrieved, params.index.context_template, template, sources))
             (target / f"{name}.yaml").write_text(yaml.safe_dump(task_config(name, target / f"{name}.jsonl"), sort_keys=False))
             names[name] = (condition, fmt)
     return names
 
 
-def compare_cli(root: Path, task: str, model: str, params, mcqs, retrieved, scratch: Path, env: dict[str, str]) -> dict:
+def compare_cli(root: Path, task: str, model: str, params, mcqs, retrieved, sources, scratch: Path, env: dict[str, str]) -> dict:
     """The evaluate stage (subprocess, with and without retention) vs the lm_eval CLI (one subprocess per model)."""
     from transformers import AutoTokenizer
 
@@ -153,7 +161,7 @@ def compare_cli(root: Path, task: str, model: str, params, mcqs, retrieved, scra
     names = {}
     folders = model_folders(root, task, model)
     for which, folder in folders.items():
-        written = write_tasks(params, task, which, folder, AutoTokenizer.from_pretrained(str(folder)), mcqs, retrieved, include)
+        written = write_tasks(params, task, which, folder, AutoTokenizer.from_pretrained(str(folder)), mcqs, retrieved, sources, include)
         if written:
             by_model[which] = list(written)
             names.update(written)
@@ -216,7 +224,7 @@ def _time_method(lm) -> list[float]:
     return spent
 
 
-def compare_scoring(root: Path, task: str, model: str, params, mcqs, retrieved, scratch: Path, repeats: int) -> dict:
+def compare_scoring(root: Path, task: str, model: str, params, mcqs, retrieved, sources, scratch: Path, repeats: int) -> dict:
     """Plain HFLM vs SharedContextHFLM in this process: same model object, tasks, questions and batch size."""
     import logging
 
@@ -235,7 +243,7 @@ def compare_scoring(root: Path, task: str, model: str, params, mcqs, retrieved, 
     totals = {"hflm": 0.0, "shared_context": 0.0}
     for which, folder in model_folders(root, task, model).items():
         model_object, tokenizer = load_local(folder)
-        names = write_tasks(params, task, which, folder, tokenizer, mcqs, retrieved, target)
+        names = write_tasks(params, task, which, folder, tokenizer, mcqs, retrieved, sources, target)
         if not names:
             continue
         configs = [task_config(name, target / f"{name}.jsonl") for name in names]
@@ -324,6 +332,7 @@ def main() -> None:
         params = load_params(root / "params.yaml")
         mcqs = read_jsonl(root / paths.mcqs(task))[: params.evaluate.limit]
         retrieved = {row["mcq_id"]: row for row in read_jsonl(root / paths.retrieved(task))}
+        sources = {row["chunk_id"]: row["text"] for row in read_jsonl(root / paths.chunks(task))}
 
         result: dict = {
             "project": str(root) if root == args.root.resolve() else "tiny demo (built)",
@@ -333,11 +342,11 @@ def main() -> None:
             "threads": args.threads or "torch default",
         }
         if args.mode in ("cli", "all"):
-            cli = compare_cli(root, task, model, params, mcqs, retrieved, scratch, env)
+            cli = compare_cli(root, task, model, params, mcqs, retrieved, sources, scratch, env)
             result.update(cli if args.mode == "cli" else {"cli": cli})
         if args.mode in ("scoring", "all"):
             subset = mcqs[: args.scoring_limit]
-            result["scoring"] = {"questions": len(subset), **compare_scoring(root, task, model, params, subset, retrieved, scratch, args.repeats)}
+            result["scoring"] = {"questions": len(subset), **compare_scoring(root, task, model, params, subset, retrieved, sources, scratch, args.repeats)}
     print(json.dumps(result, indent=2))
 
 
