@@ -364,7 +364,7 @@ class ReadingParams(Strict):
 
     enabled: bool
     items_per_passage: int = Field(ge=1)  # per Markdown section of instruct.world; past its statements, they repeat
-    # The share of items whose passage is rewritten to make a distractor the answer: memory of the world is wrong there.
+    # The share of a passage's spans rewritten to other values: memory of the world is wrong there, only reading is right.
     counterfactual: float = Field(ge=0, le=1)
     formats: list[Literal["letter", "cloze"]] = Field(min_length=1)
 

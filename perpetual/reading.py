@@ -6,8 +6,9 @@ RAG conditions put a retrieved chunk), then a cloze item cut from that section b
 selection (perpetual/teacher/offline.py), asked in the cloze and letter formats exactly as evaluation renders them
 (perpetual/mcq_format.render). Only the instruction world is used, never an evaluated corpus.
 
-The model also learns the world's facts from its raw text, so it could answer from memory; in a share of the items
-(`counterfactual`) the passage is rewritten so that a distractor is the answer, and only reading gets those right.
+The model also learns the world's facts from its raw text, so it could answer from memory: a share of each passage's
+spans (`counterfactual`) is rewritten to other values, the world's own value then being a distractor, so only reading
+gets those right. The cloze completion copies the rest of the passage too, a lesson in reading at every token.
 """
 
 from __future__ import annotations

@@ -121,6 +121,7 @@ def test_reading_params_are_validated(change: dict[str, Any], expected: str) -> 
         parse_params(missing)
 
 
-def test_shipped_params_enable_reading() -> None:
+def test_shipped_params_validate_reading() -> None:
     reading = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["instruct"]["reading"]
-    assert reading["enabled"] is True and set(reading["formats"]) == {"cloze", "letter"}
+    assert set(reading) == {"enabled", "items_per_passage", "counterfactual", "formats"}
+    assert set(reading["formats"]) == {"cloze", "letter"}
