@@ -1,7 +1,7 @@
 """Can a start model read? Oracle vs base MCQ accuracy on the evaluated tasks: the measurement behind instruct.reading.
 
     .venv/bin/python benchmarks/reading.py [--models mamba2,gemma] [--tasks code,research,products]
-        [--from models] [--train OUT] [--set instruct.sft.num_train_epochs=6 --set instruct.reading.items_per_passage=40]
+        [--from models] [--train OUT] (a task "world": unseen reading items of the instruction world) [--set instruct.sft.num_train_epochs=6 --set instruct.reading.items_per_passage=40]
 
 "base": each MCQ of data/generated/<task>/mcq.jsonl as evaluation asks it, no context. "oracle": the same with the
 MCQ's own source chunk (data/chunks/<task>.jsonl) in the context, through index.context_template, rendered as the
@@ -73,6 +73,17 @@ def train_start(params: Params, model_name: str, base_dir: Path, out: Path) -> d
     return summary
 
 
+def world_items(params: Params) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+    """Task "world": reading items of the instruction world that training never saw (another seed, every span
+    rewritten), to tell "did not learn to read" from "learned it on the world but it does not carry over"."""
+    from perpetual.reading import reading_rows
+
+    settings = params.instruct.model_copy(update={"reading": params.instruct.reading.model_copy(update={"enabled": True, "counterfactual": 1.0, "formats": ["cloze"], "items_per_passage": 30})})
+    rows = reading_rows(settings, params.index.context_template, params.pipeline.seed + 1000)
+    mcqs = [{**row, "mcq_id": f"w{index}"} for index, row in enumerate(rows)]
+    return mcqs, {mcq["mcq_id"]: {"contexts": [mcq["passage"]]} for mcq in mcqs}
+
+
 def measure(params: Params, folder: Path, tasks: list[str], formats: list[str]) -> list[dict[str, Any]]:
     model, tokenizer = load_local(folder)
     lm = make_lm(model, tokenizer, params.evaluate.batch_size)
@@ -81,10 +92,13 @@ def measure(params: Params, folder: Path, tasks: list[str], formats: list[str]) 
     with tempfile.TemporaryDirectory() as scratch:
         configs, names = [], {}
         for task in tasks:
-            mcqs = read_jsonl(paths.mcqs(task))[: params.evaluate.limit]
-            chunks = {row["chunk_id"]: row["text"] for row in read_jsonl(paths.chunks(task))}
-            # The MCQ's own chunk as the only "retrieved" context: recall 1, the best RAG could do.
-            oracle = {mcq["mcq_id"]: {"contexts": [chunks[mcq["chunk_id"]]]} for mcq in mcqs}
+            if task == "world":
+                mcqs, oracle = world_items(params)
+            else:
+                mcqs = read_jsonl(paths.mcqs(task))[: params.evaluate.limit]
+                chunks = {row["chunk_id"]: row["text"] for row in read_jsonl(paths.chunks(task))}
+                # The MCQ's own chunk as the only "retrieved" context: recall 1, the best RAG could do.
+                oracle = {mcq["mcq_id"]: {"contexts": [chunks[mcq["chunk_id"]]]} for mcq in mcqs}
             for condition, retrieved in (("base", {}), ("oracle", oracle)):
                 for fmt in formats:
                     name = f"reading_{task}_{condition}_{fmt}"
