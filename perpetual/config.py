@@ -414,6 +414,19 @@ class TrainParams(TrainingParams):
             raise ValueError(f"train.task_overrides.{task}.{_problem(error.errors()[0])}") from None
 
 
+class ReadingParams(Strict):
+    """Reading items (perpetual/reading.py): the instruction world's sections in the context, an MCQ cut from one.
+
+    A tiny model from scratch does not learn to use a context by itself; these teach it, so RAG can help it.
+    """
+
+    enabled: bool
+    items_per_passage: int = Field(ge=1)  # per Markdown section of instruct.world; past its statements, they repeat
+    # The share of a passage's spans rewritten to other values: memory of the world is wrong there, only reading is right.
+    counterfactual: float = Field(ge=0, le=1)
+    formats: list[Literal["letter", "cloze"]] = Field(min_length=1)
+
+
 class InstructParams(TrainingParams):
     """instruct@<model>: teach a base model the Alpaca and letter-MCQ formats (train.template's) before knowledge
     injection.
@@ -428,6 +441,7 @@ class InstructParams(TrainingParams):
     world: str
     alpaca: str
     mcq: str
+    reading: ReadingParams
 
 
 def _problem(error: Any) -> str:

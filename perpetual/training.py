@@ -66,8 +66,14 @@ def training_example(row: dict[str, Any], template: Template) -> dict[str, str]:
     prompt and an answer closed as the template closes a turn."""
     if row["type"] == "doc":
         return {"prompt": "", "completion": row["text"]}
-    if row.get("options"):  # an MCQ, taught or replayed
-        rendered = render(cast(Mcq, row), "letter", template)
+    if row.get("format") == "cloze":  # a reading item (perpetual/reading.py): the answer copied from the context
+        rendered = render(cast(Mcq, row), "cloze", template, row["context"])
+        # lm-eval moves the query's trailing whitespace onto the continuation; so here, for the same tokens.
+        query = rendered.query.rstrip()
+        continuation = rendered.query[len(query) :] + rendered.choices[rendered.gold] + row.get("rest", "")
+        return {"prompt": query, "completion": continuation}
+    if row.get("options"):  # an MCQ, taught or replayed, or a reading item in the letter format
+        rendered = render(cast(Mcq, row), "letter", template, row.get("context", ""))
         return {"prompt": rendered.query, "completion": template.answer(rendered.choices[rendered.gold])}
     return {"prompt": template.instruction(row["instruction"], row["input"]), "completion": template.answer(row["text"])}
 

@@ -1,8 +1,8 @@
 """instruct@<model>: the model knowledge injection starts from, saved to models/start-<model>/.
 
 With `instruct.enabled`, models/base-<model> is taught the Alpaca and letter-MCQ formats on a separate fictional
-world (data/instruct: world.md prose, alpaca.jsonl, mcq.jsonl); otherwise (a model that is already
-instruction-tuned) the base is copied unchanged. Either way train@ and evaluate@ read one fixed folder, so the
+world (data/instruct: world.md prose, alpaca.jsonl, mcq.jsonl), and with `instruct.reading` to answer from a passage
+of that world put in the context; otherwise (a model that is already instruction-tuned) the base is copied unchanged. Either way train@ and evaluate@ read one fixed folder, so the
 DVC graph does not depend on the setting.
 """
 
@@ -15,6 +15,7 @@ from perpetual.cli import stage_args
 from perpetual.errors import UserError, exits_cleanly
 from perpetual.io import atomic_path, write_json
 from perpetual.models import load_local, report_kernels
+from perpetual.reading import reading_rows
 from perpetual.templates import make_template
 from perpetual.training import (
     instruct_rows,
@@ -54,7 +55,8 @@ def main() -> None:
     kernels = report_kernels(model)
     # The format it teaches is the one knowledge injection trains and evaluation asks in: train.template.
     template = make_template(params.train.template, tokenizer, f"model {args.model!r}")
-    examples = training_examples(instruct_rows(settings), template)
+    rows = instruct_rows(settings) + reading_rows(settings, params.index.context_template, params.pipeline.seed)
+    examples = training_examples(rows, template)
     output_dir = paths.checkpoints("instruct", args.model) / run_key(settings, examples, model.config.to_dict())
     trainer, summary = train(model, tokenizer, examples, settings, output_dir, template)
     save_trained(trainer, target)
