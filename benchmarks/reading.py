@@ -96,13 +96,15 @@ def measure(params: Params, folder: Path, tasks: list[str], formats: list[str]) 
                 mcqs, oracle = world_items(params)
             else:
                 mcqs = read_jsonl(paths.mcqs(task))[: params.evaluate.limit]
-                chunks = {row["chunk_id"]: row["text"] for row in read_jsonl(paths.chunks(task))}
-                # The MCQ's own chunk as the only "retrieved" context: recall 1, the best RAG could do.
-                oracle = {mcq["mcq_id"]: {"contexts": [chunks[mcq["chunk_id"]]]} for mcq in mcqs}
-            for condition, retrieved in (("base", {}), ("oracle", oracle)):
+                oracle = {}
+                sources = {row["chunk_id"]: row["text"] for row in read_jsonl(paths.chunks(task))}
+            for condition in ("base", "oracle"):
                 for fmt in formats:
                     name = f"reading_{task}_{condition}_{fmt}"
-                    items = build_items(mcqs, "base" if condition == "base" else "rag", fmt, retrieved, params.index.context_template, template)
+                    if task == "world":  # the world's passages are not chunks: given as the one retrieved context
+                        items = build_items(mcqs, "base" if condition == "base" else "rag", fmt, oracle, params.index.context_template, template)
+                    else:  # the evaluate stage's own oracle condition (the MCQ's chunk, perpetual/conditions.py)
+                        items = build_items(mcqs, condition, fmt, {}, params.index.context_template, template, sources)
                     data_file = Path(scratch) / f"{name}.jsonl"
                     write_jsonl(data_file, items)
                     configs.append(task_config(name, data_file))

