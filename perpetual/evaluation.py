@@ -51,6 +51,9 @@ def task_config(name: str, data_file: Path) -> dict[str, Any]:
     }
 
 
+SEAM_MARGIN = 8  # tokens: far more than joining two texts changes their token count (one or two at the seam)
+
+
 @dataclass(frozen=True)
 class Budget:
     """The longest prompt the scorer reads whole, and how it counts tokens.
@@ -64,7 +67,15 @@ class Budget:
     max_length: int  # lm.max_length
 
     def over(self, rendered: Rendered) -> bool:
-        return max(self.count(rendered.query + choice) for choice in rendered.choices) > self.max_length + 1
+        limit = self.max_length + 1
+        # Encoding the query once, and each short option alone, gives the prompt's length to within a token or two
+        # (tokens can merge across the seam); only a prompt that close to the limit is encoded whole, once per
+        # option. Encoding every query + option whole cost about as much as scoring them on the tiny models.
+        estimate = self.count(rendered.query) + max(self.count(choice) for choice in rendered.choices)
+        if estimate + SEAM_MARGIN <= limit:
+            return False
+        return max(self.count(rendered.query + choice) for choice in rendered.choices) > limit
+
 
 
 def budget_for(lm: Any) -> Budget:

@@ -9,6 +9,7 @@ import pytest
 from perpetual.conditions import CONDITIONS
 from perpetual.errors import UserError
 from perpetual.evaluation import Budget, build_items, condition_model, fit, render, task_config, task_name
+from perpetual.mcq_format import Rendered
 from perpetual.records import Mcq
 from perpetual.templates import LETTER_INSTRUCTION, Template
 
@@ -191,3 +192,19 @@ def test_build_items_count_shortened_and_truncated_per_item(alpaca: Template) ->
     plain = build_items(mcqs, "base", "cloze", retrieved, TEMPLATE, alpaca, budget=budget)
     assert [(row["context_shortened"], row["truncated"]) for row in plain] == [(False, False), (False, False), (False, True)]
     assert "truncated" not in build_items(mcqs, "base", "cloze", retrieved, TEMPLATE, alpaca)[0]  # no budget: not counted
+
+
+def test_budget_encodes_whole_prompts_only_near_the_limit() -> None:
+    """The quick estimate (query and options encoded apart) decides far from the limit; near it, the whole prompt is
+    encoded, so a seam that adds tokens (here: joined texts cost 5 extra) is still caught."""
+    encoded: list[str] = []
+
+    def count(text: str) -> int:
+        encoded.append(text)
+        return len(text.split()) + (5 if "Q" in text and "opt" in text else 0)
+
+    rendered = Rendered("Q " * 50, ["opt"] * 4, 0)   # 50 + 1 tokens apart, 56 joined
+    assert not Budget(count, max_length=200).over(rendered)
+    assert all(not ("Q" in text and "opt" in text) for text in encoded), "far from the limit, nothing joined is encoded"
+    assert Budget(count, max_length=53).over(rendered)        # 56 > 54: caught by encoding the joined prompt
+    assert not Budget(count, max_length=55).over(rendered)    # 56 <= 56
