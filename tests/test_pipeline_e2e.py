@@ -71,7 +71,9 @@ def test_full_pipeline_writes_every_cell(project: tuple[Path, dict[str, str]]) -
     root, _ = project
     rows = json.loads((root / "metrics/results.json").read_text())["rows"]
     cells = {(row["task"], row["model"], row["condition"], row["format"]) for row in rows}
-    assert len(cells) == 3 * 2 * 4 * 2
+    conditions = small_params()["evaluate"]["conditions"]   # params.yaml's default: all six of the table
+    assert len(conditions) == 6
+    assert len(cells) == 3 * 2 * len(conditions) * 2
     for row in rows:
         assert 0.0 <= row["ci_low"] <= row["acc"] <= row["ci_high"] <= 1.0
         assert row["n"] > 0
