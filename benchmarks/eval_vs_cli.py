@@ -74,7 +74,7 @@ def build_demo(root: Path) -> tuple[str, str]:
         mcq["options"][0], mcq["options"][gold] = mcq["options"][gold], mcq["options"][0]
         mcq["answer"] = "ABCD"[gold]
     tokenizer = train_tokenizer(facts * 3, TokenizerParams(vocab_size=400, min_frequency=1))
-    spec = TinyGemma(kind="tiny-gemma", hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32, intermediate_size=128)
+    spec = TinyGemma(kind="tiny-gemma", hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32, intermediate_size=128, copying=False)
     for folder, seed in ((paths.start_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
         model = build_tiny(spec, tokenizer, seed)
         model.save_pretrained(str(root / folder))

@@ -214,6 +214,7 @@ class TinyMamba2(Strict):
     expand: int = 2
     n_groups: int = 1
     chunk_size: int = 64
+    copying: bool  # base.copying's lessons first (perpetual/copying.py)
 
 
 class TinyGemma(Strict):
@@ -225,6 +226,7 @@ class TinyGemma(Strict):
     head_dim: int = 32
     intermediate_size: int = 512
     max_position_embeddings: int = 2048
+    copying: bool  # base.copying's lessons first (perpetual/copying.py)
 
 
 class PretrainedModel(Strict):
@@ -257,9 +259,27 @@ class TokenizerParams(Strict):
     min_frequency: int = Field(ge=1)
 
 
+class CopyingParams(Strict):
+    """Copy lessons for tiny models whose spec sets `copying: true` (perpetual/copying.py)."""
+
+    steps: int = Field(ge=0)
+    context_length: int = Field(ge=4)  # random tokens before the spans: from 2 * span_length up to this, per batch
+    spans: int = Field(ge=1)  # spans copied from the context, per row
+    span_length: int = Field(ge=2)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _spans_fit(self) -> CopyingParams:
+        if self.context_length < 2 * self.span_length:
+            raise ValueError("context_length must be at least 2 * span_length")
+        return self
+
+
 class BaseParams(Strict):
     models: dict[str, ModelSpec]
     tokenizer: TokenizerParams
+    copying: CopyingParams
 
 
 # ---------------------------------------------------------------- train

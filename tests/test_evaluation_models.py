@@ -31,9 +31,9 @@ def tokenizer():
 @pytest.fixture(scope="module", params=["gemma", "mamba2"])
 def model(request, tokenizer):
     spec = (
-        TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64)
+        TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False)
         if request.param == "gemma"
-        else TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8, chunk_size=16)
+        else TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8, chunk_size=16, copying=False)
     )
     return build_tiny(spec, tokenizer, seed=0).eval()
 

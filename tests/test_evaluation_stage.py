@@ -32,7 +32,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mcqs = [_mcq(index) for index in range(12)]
     texts = [f"Item {index} weighs {1000 + 7 * index} grams." for index in range(12)] * 5
     tokenizer = train_tokenizer(texts + ["### Instruction:\nSay hi.\n\n### Response:\nHi!"], TokenizerParams(vocab_size=300, min_frequency=1))
-    spec = TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64)
+    spec = TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False)
     # Two different random models stand in for the starting ("base") and the fine-tuned model.
     for folder, seed in ((paths.start_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
         model = build_tiny(spec, tokenizer, seed=seed)

@@ -28,8 +28,8 @@ FACTS = [
     ("Brindlewick kilns fire at 1240 degrees.", "At what temperature do Brindlewick kilns fire?", "1240 degrees"),
 ]
 TINY = {
-    "tiny-mamba2": {"kind": "tiny-mamba2", "hidden_size": 32, "num_hidden_layers": 1, "head_dim": 16, "state_size": 8, "chunk_size": 16},
-    "tiny-gemma": {"kind": "tiny-gemma", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "intermediate_size": 64},
+    "tiny-mamba2": {"kind": "tiny-mamba2", "hidden_size": 32, "num_hidden_layers": 1, "head_dim": 16, "state_size": 8, "chunk_size": 16, "copying": False},
+    "tiny-gemma": {"kind": "tiny-gemma", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "intermediate_size": 64, "copying": False},
 }  # fmt: skip
 
 

@@ -69,7 +69,7 @@ def rows() -> list[dict[str, Any]]:
 def base_dir(tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]]) -> Path:
     texts = [row["instruction"] + row["text"] for row in rows] + [json.dumps(MCQ), json.dumps(ALPACA)]
     tokenizer = train_tokenizer(texts, TokenizerParams(vocab_size=300, min_frequency=1))
-    spec = TinyGemma(kind="tiny-llama", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64)
+    spec = TinyGemma(kind="tiny-llama", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False)
     folder = tmp_path_factory.mktemp("base") / "base-tiny"
     build_tiny(spec, tokenizer, seed=0).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
@@ -212,7 +212,7 @@ def test_non_finite_loss_stops_with_a_user_error(base_dir: Path, examples: list[
 
 def test_packing_is_off_for_mamba_and_cpu_settings_are_safe(tmp_path: Path) -> None:
     tokenizer = train_tokenizer(["a b c d e f"] * 4, TokenizerParams(vocab_size=300, min_frequency=1))
-    mamba = build_tiny(TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8), tokenizer, 0)
+    mamba = build_tiny(TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8, copying=False), tokenizer, 0)
     alpaca = make_template("alpaca", tokenizer)
     config = sft_config(fast(sft={"packing": True}), tmp_path, mamba, alpaca)
     assert config.packing is False
