@@ -7,6 +7,7 @@ Two formats: the paper's letter format (options listed, the letter after `Answer
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,9 +66,13 @@ class Budget:
 
     count: Callable[[str], int]  # tokens of a text as the scorer encodes it (with BOS where it adds one)
     max_length: int  # lm.max_length
+    # Tokens a text can take at most, without encoding it; None where the tokenizer gives no such bound.
+    at_most: Callable[[str], int] | None = None
 
     def over(self, rendered: Rendered) -> bool:
         limit = self.max_length + 1
+        if self.at_most is not None and self.at_most(rendered.query + max(rendered.choices, key=_utf8_length)) <= limit:
+            return False  # the usual case, decided without encoding anything
         # Encoding the query once, and each short option alone, gives the prompt's length to within a token or two
         # (tokens can merge across the seam); only a prompt that close to the limit is encoded whole, once per
         # option. Encoding every query + option whole cost about as much as scoring them on the tiny models.
@@ -78,9 +83,32 @@ class Budget:
 
 
 
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def byte_level(tokenizer: Any) -> bool:
+    """Whether every token of this tokenizer spans at least one byte of the text: a fast tokenizer with no normalizer
+    and a byte-level pre-tokenizer (GPT-2 style BPE: the tiny models', SmolLM2's, Llama 3's)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    described = json.loads(backend.to_str())  # the one public view of a Sequence pre-tokenizer's members
+    pre_tokenizer = described.get("pre_tokenizer") or {}
+    parts = pre_tokenizer.get("pretokenizers", [pre_tokenizer]) if pre_tokenizer.get("type") == "Sequence" else [pre_tokenizer]
+    return described.get("normalizer") is None and any(part.get("type") == "ByteLevel" for part in parts)
+
+
 def budget_for(lm: Any) -> Budget:
-    """The budget of an lm-eval HFLM (`make_lm`): its own tokenizer call and the max length it truncates to."""
-    return Budget(count=lambda text: len(lm.tok_encode(text)), max_length=int(lm.max_length))
+    """The budget of an lm-eval HFLM (`make_lm`): its own tokenizer call and the max length it truncates to. With a
+    byte-level tokenizer a text takes at most its UTF-8 length in tokens plus the special tokens added to every text,
+    so a prompt well within the limit is known to fit without being encoded (fitting by encoding every prompt cost
+    a tenth of the stage on the tiny models)."""
+    at_most = None
+    if byte_level(lm.tokenizer):
+        added = len(lm.tok_encode(""))
+        at_most = lambda text: _utf8_length(text) + added  # noqa: E731
+    return Budget(count=lambda text: len(lm.tok_encode(text)), max_length=int(lm.max_length), at_most=at_most)
 
 
 @dataclass(frozen=True)

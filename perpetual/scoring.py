@@ -54,7 +54,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import transformers
-from lm_eval.models.huggingface import HFLM
+from lm_eval.models.huggingface import HFLM, has_bos_prefix
 from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class SharedContextHFLM(HFLM):
     _recording: list[tuple[str, list[int]]] | None = None  # (prompt, generated ids) while generate_until_with_tokens runs
     _batch_prompts: Sequence[str] = ()
     _fixed_vocab: FixedVocabTokenizer | None = None
+    _encodings: dict[str, list[int]] | None = None  # string -> token ids, while `loglikelihood` runs
 
     def shared_context_mode(self) -> str | None:
         """"attention", "recurrent", or None where the parent's `_loglikelihood_tokens` is used (module docstring)."""
@@ -138,6 +139,49 @@ class SharedContextHFLM(HFLM):
             if config.sliding_window <= self.max_length:
                 return None
         return "attention"
+
+    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """The parent's, with its tokenizing done up front in one batch call per kind of encoding.
+
+        lm-eval encodes, per request, the context and the context + continuation, one `tokenizer.encode` call each: a
+        question's prompt is encoded again for every option, and on the tiny models the tokenizing took as long as the
+        scoring. Here every distinct string the parent will ask for is encoded once, in batches (the fast tokenizer's
+        batch encoding gives the same ids as one call per string), and `tok_encode` answers from that table while the
+        parent runs; a string not foreseen is encoded as before, so the ids are the parent's whatever happens."""
+        self._encodings = self._encode_up_front([request.args for request in requests])
+        try:
+            return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+        finally:
+            self._encodings = None
+
+    def _encode_up_front(self, pairs: list[tuple[str, str]]) -> dict[str, list[int]]:
+        if self.backend != "causal" or not getattr(self.tokenizer, "is_fast", False):
+            return {}
+        strings: set[str] = set()
+        for context, continuation in pairs:
+            if not context:
+                continue
+            # As TemplateLM._encode_pair splits a pair: trailing spaces of the context go to the continuation.
+            stripped = context.rstrip()
+            strings.update((stripped, stripped + context[len(stripped) :] + continuation))
+        # `tok_encode`'s add_special_tokens for each string (None: the tokenizer's default).
+        by_special: dict[bool | None, list[str]] = {}
+        prefix = self.tokenizer.decode(self.prefix_token_id)
+        for string in strings:
+            special = False if has_bos_prefix(string, prefix) else self.add_bos_token
+            by_special.setdefault(special, []).append(string)
+        table: dict[str, list[int]] = {}
+        for special, group in by_special.items():
+            encoded = self.tokenizer(group, **({} if special is None else {"add_special_tokens": special}))["input_ids"]
+            if encoded[0] != super().tok_encode(group[0]):  # a tokenizer or lm-eval that encodes otherwise: no table
+                return {}
+            table.update(zip(group, encoded, strict=True))
+        return table
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len: int | None = None, **kwargs: Any) -> list[int]:
+        if self._encodings and add_special_tokens is None and not left_truncate_len and not kwargs and string in self._encodings:
+            return list(self._encodings[string])
+        return super().tok_encode(string, add_special_tokens=add_special_tokens, left_truncate_len=left_truncate_len, **kwargs)
 
     def _loglikelihood_tokens(
         self,

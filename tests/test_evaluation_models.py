@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from perpetual.config import TinyGemma, TinyMamba2, TokenizerParams
-from perpetual.evaluation import budget_for, build_items, make_lm, score, task_config, task_manager
+from perpetual.evaluation import Budget, budget_for, build_items, byte_level, make_lm, score, task_config, task_manager
 from perpetual.io import write_jsonl
 from perpetual.models import build_tiny, train_tokenizer
 from perpetual.records import Mcq
@@ -112,6 +112,22 @@ def test_fitted_contexts_reach_the_model_whole(model, tokenizer, tmp_path: Path,
         rows = score(lm, [task_config(f"perpetual_fit_{fmt}", tmp_path / "items.jsonl")])[f"perpetual_fit_{fmt}"]
     assert "exceed the model's maximum length" not in caplog.text
     assert [(row["context_shortened"], row["truncated"]) for row in rows] == [(True, False)] * len(items)  # carried through
+
+
+def test_a_byte_level_budget_decides_short_prompts_without_encoding_and_never_undercounts(model, tokenizer) -> None:
+    """The tiny tokenizer is byte-level BPE: a text's UTF-8 length (plus the special tokens added to every text)
+    bounds its tokens, so a prompt far from the limit is not encoded at all, and the bound is never below the count."""
+    lm = make_lm(model, tokenizer, 3)
+    assert byte_level(tokenizer) and not byte_level(object())
+    budget = budget_for(lm)
+    assert budget.at_most is not None
+    texts = [*TEXTS, "Ünïcödé ﬁnal — 東京 🙂 text", "", "  spaced   out  ", "<|endoftext|>after a special token"]
+    for text in texts:
+        assert budget.count(text) <= budget.at_most(text), text
+    counted: list[str] = []
+    watched = Budget(lambda text: counted.append(text) or budget.count(text), budget.max_length, budget.at_most)
+    short = build_items(_mcqs(), "rag", "cloze", {m["mcq_id"]: {"contexts": TEXTS[:1]} for m in _mcqs()}, "{context}", make_template("alpaca", tokenizer), budget=watched)
+    assert counted == [] and not any(item["context_shortened"] for item in short)
 
 
 def _instructions() -> list[Instruction]:

@@ -252,3 +252,30 @@ def test_fixed_vocab_tokenizer_lets_transformers_cache_its_stop_string_tables(mo
     for _ in range(3):
         stopping_criteria.StopStringCriteria(fixed, ["###"])
     assert len(built) == 1
+
+
+def test_tokenizing_up_front_gives_the_parents_token_ids_with_fewer_encode_calls(tokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contexts with and without trailing spaces, an empty one, one that starts with the BOS/EOS text: the requests
+    reaching `_loglikelihood_tokens` are the parent's, token for token, and each context is encoded once."""
+    from lm_eval.api.instance import Instance
+
+    reference_lm, shared_lm = _pair(_build("gemma", tokenizer), tokenizer, batch_size=3)
+    contexts = ["Context:\nThe Quenridge lamp is sold in ", "Question: how heavy? Answer:", "", "<|endoftext|>The Tellavik Nova "]
+    pairs = [(context, option) for context in contexts for option in (" Saltcombe", "Ambry", " 1336 grams", "1336")]
+    instances = [Instance(request_type="loglikelihood", doc={}, arguments=pair, idx=0) for pair in pairs]
+    captured: dict[str, list] = {}
+    calls: dict[str, int] = {}
+    for name, lm in (("hflm", reference_lm), ("shared", shared_lm)):
+        encode = lm.tokenizer.encode
+
+        def counted(*args: Any, name: str = name, encode: Any = encode, **kwargs: Any) -> list[int]:
+            calls[name] = calls.get(name, 0) + 1
+            return encode(*args, **kwargs)
+
+        monkeypatch.setattr(lm.tokenizer, "encode", counted)
+        monkeypatch.setattr(lm, "_loglikelihood_tokens", lambda requests, disable_tqdm=False, name=name: captured.setdefault(name, requests) and [])
+        lm.loglikelihood(instances, disable_tqdm=True)
+        monkeypatch.undo()
+    assert captured["shared"] == captured["hflm"]
+    assert calls["hflm"] == 2 * 12 + 4  # context and context + option per pair; the option alone for the empty context
+    assert calls["shared"] < 10, calls  # the empty context's options, and one check per batch of the table
