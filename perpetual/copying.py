@@ -49,11 +49,12 @@ def copy_batch(generator: torch.Generator, model: PreTrainedModel, params: Copyi
 def copy_accuracy(model: PreTrainedModel, generator: torch.Generator, params: CopyingParams) -> float:
     """Share of the copyable span tokens predicted exactly, on 64 fresh rows with contexts twice the longest taught
     (a chunk in a prompt is longer than any lesson)."""
+    training = model.training
     model.eval()
     input_ids, labels = copy_batch(generator, model, params, 64, 2 * params.context_length)
     predicted = model(input_ids=input_ids).logits[:, :-1].argmax(-1)
     scored = labels[:, 1:] != -100
-    model.train()
+    model.train(training)
     return ((predicted == input_ids[:, 1:]) & scored).sum().item() / scored.sum().item()
 
 

@@ -2,7 +2,8 @@
 
 Tiny presets are built from a config with a byte-level BPE tokenizer trained on every task's chunks and the
 instruction data, then (`copying: true`) taught to copy from their context (perpetual/copying.py); a pretrained
-model (hub id, local folder, installed package; safetensors or GGUF) is loaded and saved as plain safetensors, so that a colleague's `dvc pull` gets exactly the weights this run started from.
+model (hub id, local folder, installed package; safetensors or GGUF) is loaded and saved as plain safetensors, so
+that a colleague's `dvc pull` gets exactly the weights this run started from.
 """
 
 import sys

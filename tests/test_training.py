@@ -261,7 +261,7 @@ def project(tmp_path: Path, base_dir: Path, rows: list[dict[str, Any]], monkeypa
     params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["tiny"]},
         "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
-        "base": {"models": {"tiny": {"kind": "tiny-llama"}}},
+        "base": {"models": {"tiny": {"kind": "tiny-llama", "copying": False}}},
         "instruct": {"enabled": False, "sft": {"num_train_epochs": 1, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_length": 512}},
         "train": {**fast().model_dump(exclude={"lora", "replay"}), "replay": {"fraction": 0.2}},
     })
