@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from collections.abc import Callable
 from typing import TypeVar, cast
@@ -17,12 +18,20 @@ class UserError(Exception):
 
 
 def exits_cleanly(main: F) -> F:
-    """Wrap a stage's main(): user mistakes print one line and exit 2; Ctrl-C exits 130 without a traceback."""
+    """Wrap a stage's main(): user mistakes print one line and exit 2; Ctrl-C exits 130 without a traceback.
+
+    Run as a script, a stage that finished freezes the garbage collector's objects: the interpreter's teardown then
+    skips collecting the torch / transformers / lm-eval object graph, which took 0.6 s of every stage's exit (a fifth
+    of an evaluate cell on the default) for memory the process is about to hand back anyway. Called in-process (tests),
+    nothing is frozen."""
 
     @functools.wraps(main)
     def wrapper(*args: object, **kwargs: object) -> object:
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
+            if main.__module__ == "__main__":
+                gc.freeze()
+            return result
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(USER_ERROR_EXIT_CODE) from None

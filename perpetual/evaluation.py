@@ -12,13 +12,16 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perpetual.conditions import BY_NAME, ContextKind
 from perpetual.errors import UserError
 from perpetual.mcq_format import Rendered, render
 from perpetual.records import Mcq
 from perpetual.templates import Template
+
+if TYPE_CHECKING:
+    from perpetual.scoring import Encodings
 
 
 def condition_model(condition: str) -> str:
@@ -221,14 +224,17 @@ def task_manager():
     return TaskManager(include_defaults=False)
 
 
-def make_lm(model: Any, tokenizer: Any, batch_size: int):
+def make_lm(model: Any, tokenizer: Any, batch_size: int, encodings: Encodings | None = None):
     """lm-eval's HFLM, with each question's shared prompt scored once for its four options (perpetual/scoring.py).
 
-    The evaluate stage builds one per model and scores both the MCQs (`score`) and retention with it."""
+    The evaluate stage builds one per model and scores both the MCQs (`score`) and retention with it; given the same
+    `encodings`, the second model reuses the token ids of prompts the first one encoded."""
     from perpetual.scoring import SharedContextHFLM
 
     device = "cuda" if next(model.parameters()).is_cuda else "cpu"
-    return SharedContextHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    lm = SharedContextHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    lm.encodings = encodings
+    return lm
 
 
 def score(lm: Any, configs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

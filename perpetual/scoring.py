@@ -45,6 +45,7 @@ an answer ended with a stop token, and its text with the special tokens that `ge
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 from collections.abc import Iterator, Sequence
@@ -91,6 +92,22 @@ class FixedVocabTokenizer:
         return getattr(tokenizer, name)
 
 
+class Encodings:
+    """Token ids of the strings a tokenizer has encoded, kept across HFLM objects: the base and the fine-tuned model of
+    an evaluate cell share a tokenizer and are asked for the same prompts, so the second one encodes nothing again.
+
+    Tables are keyed by the tokenizer's full serialisation (normaliser, pre-tokenizer, model, post-processor, added
+    tokens), so two tokenizers that could encode a string differently never share one."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, dict[tuple[bool | None, str], list[int]]] = {}
+
+    def table(self, tokenizer: Any) -> dict[tuple[bool | None, str], list[int]]:
+        """(add_special_tokens, string) -> token ids for this tokenizer."""
+        serialised = f"{type(tokenizer).__qualname__}\n{tokenizer.backend_tokenizer.to_str()}"
+        return self._tables.setdefault(hashlib.sha256(serialised.encode()).hexdigest(), {})
+
+
 class SharedContextHFLM(HFLM):
     """HFLM whose log-likelihood requests run each distinct context once and score its continuations from the cache.
 
@@ -104,9 +121,10 @@ class SharedContextHFLM(HFLM):
     _batch_prompts: Sequence[str] = ()
     _fixed_vocab: FixedVocabTokenizer | None = None
     _encodings: dict[str, list[int]] | None = None  # string -> token ids, while `loglikelihood` runs
+    encodings: Encodings | None = None  # strings encoded before, kept across HFLMs (`Encodings`)
 
     def shared_context_mode(self) -> str | None:
-        """"attention", "recurrent", or None where the parent's `_loglikelihood_tokens` is used (module docstring)."""
+        """ "attention", "recurrent", or None where the parent's `_loglikelihood_tokens` is used (module docstring)."""
         if not hasattr(self, "_mode"):
             self._mode = self._detect_mode()
         return self._mode
@@ -147,7 +165,9 @@ class SharedContextHFLM(HFLM):
         question's prompt is encoded again for every option, and on the tiny models the tokenizing took as long as the
         scoring. Here every distinct string the parent will ask for is encoded once, in batches (the fast tokenizer's
         batch encoding gives the same ids as one call per string), and `tok_encode` answers from that table while the
-        parent runs; a string not foreseen is encoded as before, so the ids are the parent's whatever happens."""
+        parent runs; a string not foreseen is encoded as before, so the ids are the parent's whatever happens. With
+        `encodings` (the evaluate stage gives its base and fine-tuned models one), a string an earlier HFLM with the
+        same tokenizer encoded is not encoded again."""
         self._encodings = self._encode_up_front([request.args for request in requests])
         try:
             return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
@@ -170,12 +190,21 @@ class SharedContextHFLM(HFLM):
         for string in strings:
             special = False if has_bos_prefix(string, prefix) else self.add_bos_token
             by_special.setdefault(special, []).append(string)
+        known = self.encodings.table(self.tokenizer) if self.encodings is not None else {}
         table: dict[str, list[int]] = {}
         for special, group in by_special.items():
-            encoded = self.tokenizer(group, **({} if special is None else {"add_special_tokens": special}))["input_ids"]
-            if encoded[0] != super().tok_encode(group[0]):  # a tokenizer or lm-eval that encodes otherwise: no table
+            missing = [string for string in group if (special, string) not in known]
+            new: dict[tuple[bool | None, str], list[int]] = {}
+            if missing:
+                encoded = self.tokenizer(missing, **({} if special is None else {"add_special_tokens": special}))["input_ids"]
+                new = {(special, string): ids for string, ids in zip(missing, encoded, strict=True)}
+            # One string of each group checked against the parent's own encoding: a tokenizer or lm-eval that encodes
+            # otherwise gets no table (and leaves none for the next model), and the parent encodes as it always does.
+            checked = (special, missing[0] if missing else group[0])
+            if (new[checked] if checked in new else known[checked]) != super().tok_encode(checked[1]):
                 return {}
-            table.update(zip(group, encoded, strict=True))
+            known.update(new)
+            table.update((string, known[(special, string)]) for string in group)
         return table
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len: int | None = None, **kwargs: Any) -> list[int]:

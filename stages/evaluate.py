@@ -28,6 +28,7 @@ from perpetual.evaluation import (
 from perpetual.io import read_json, read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local
 from perpetual.retention import answer_rows, compare, load_instructions, measure
+from perpetual.scoring import Encodings
 from perpetual.statistics import baselines
 from perpetual.templates import make_template
 
@@ -51,13 +52,14 @@ def main() -> None:
     template_name = params.train.for_task(args.task).template  # the format the model was taught in
     predictions: list[dict] = []
     retained: dict[str, dict] = {}
+    encodings = Encodings()  # both models share the tokenizer: the prompts are encoded once, not once per model
     with tempfile.TemporaryDirectory() as scratch:
         for which, folder in folders.items():
             conditions = [c.name for c in selected(settings.conditions) if c.model == which]
             if not conditions:
                 continue
             model, tokenizer = load_local(folder)
-            lm = make_lm(model, tokenizer, settings.batch_size)
+            lm = make_lm(model, tokenizer, settings.batch_size, encodings)
             budget = budget_for(lm)
             template = make_template(template_name, tokenizer, str(folder))
             configs, names = [], {}

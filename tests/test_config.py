@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import subprocess
 import sys
@@ -187,6 +188,23 @@ def test_exits_cleanly_passes_other_errors_through() -> None:
 
     with pytest.raises(RuntimeError):
         main()
+
+
+def test_a_finished_stage_script_freezes_the_collector_for_a_quick_exit_and_in_process_nothing_is_frozen() -> None:
+    script = (
+        "import gc\nfrom perpetual.errors import exits_cleanly\n"
+        "@exits_cleanly\ndef main():\n    return 1\n"
+        "before = gc.get_freeze_count()\nmain()\nprint(before, gc.get_freeze_count() > before)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
+    assert ran.stdout.split() == ["0", "True"]
+
+    @exits_cleanly
+    def main() -> int:
+        return 1
+
+    before = gc.get_freeze_count()
+    assert main() == 1 and gc.get_freeze_count() == before
 
 
 def _run_fetch_with(tmp_path: Path, raw: dict) -> subprocess.CompletedProcess[str]:

@@ -31,7 +31,7 @@ from perpetual.evaluation import rows_from_samples, task_config, task_manager
 from perpetual.io import write_jsonl
 from perpetual.models import train_tokenizer
 from perpetual.records import LETTERS, Mcq
-from perpetual.scoring import FixedVocabTokenizer, SharedContextHFLM
+from perpetual.scoring import Encodings, FixedVocabTokenizer, SharedContextHFLM
 
 TEXTS = [
     "The Tellavik Nova weighs 1336 grams and ships from Marrowgate.",
@@ -279,3 +279,35 @@ def test_tokenizing_up_front_gives_the_parents_token_ids_with_fewer_encode_calls
     assert captured["shared"] == captured["hflm"]
     assert calls["hflm"] == 2 * 12 + 4  # context and context + option per pair; the option alone for the empty context
     assert calls["shared"] < 10, calls  # the empty context's options, and one check per batch of the table
+
+
+def test_encodings_are_shared_by_hflms_with_the_same_tokenizer_only(tokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evaluate stage's base and fine-tuned models share a tokenizer and are asked for the same prompts: with one
+    `Encodings`, the second encodes no prompt again and gets the parent's ids; a tokenizer that differs shares nothing."""
+    from lm_eval.api.instance import Instance
+
+    other = train_tokenizer(TEXTS[:3], TokenizerParams(vocab_size=320, min_frequency=1))
+    pairs = [(context, option) for context in ("Context:\nThe Quenridge lamp is sold in ", "Question: how heavy? Answer:") for option in (" Saltcombe", "Ambry")]
+    instances = [Instance(request_type="loglikelihood", doc={}, arguments=pair, idx=0) for pair in pairs]
+    encodings = Encodings()
+    batches: dict[str, int] = {}
+    captured: dict[str, list] = {}
+    for name, vocabulary in (("first", tokenizer), ("second", tokenizer), ("other", other)):
+        lm = SharedContextHFLM(pretrained=_build("gemma", vocabulary), tokenizer=vocabulary, batch_size=2, device="cpu", max_length=MAX_LENGTH)
+        lm.encodings = encodings
+        call = type(vocabulary).__call__
+
+        def counted(self: Any, text: Any, *args: Any, name: str = name, call: Any = call, **kwargs: Any) -> Any:
+            batches[name] = batches.get(name, 0) + isinstance(text, list)
+            return call(self, text, *args, **kwargs)
+
+        monkeypatch.setattr(type(vocabulary), "__call__", counted)
+        monkeypatch.setattr(lm, "_loglikelihood_tokens", lambda requests, disable_tqdm=False, name=name: captured.setdefault(name, requests) and [])
+        lm.loglikelihood(instances, disable_tqdm=True)
+        monkeypatch.undo()
+        reference = HFLM(pretrained=lm.model, tokenizer=vocabulary, batch_size=2, device="cpu", max_length=MAX_LENGTH)
+        monkeypatch.setattr(reference, "_loglikelihood_tokens", lambda requests, disable_tqdm=False, name=name: captured.setdefault(f"{name}-hflm", requests) and [])
+        reference.loglikelihood(instances, disable_tqdm=True)
+        monkeypatch.undo()
+        assert captured[name] == captured[f"{name}-hflm"]
+    assert batches.get("first", 0) >= 1 and batches.get("second", 0) == 0 and batches.get("other", 0) >= 1, batches
