@@ -8,7 +8,7 @@ runs once per model folder, as a user would:
         --include_path <dir> --batch_size B --device cpu --log_samples --output_path <dir>
 
 Checked: per-question correctness identical for every task; reported: wall times and stage / CLI ratio (target
-<= 1.0).
+<= 0.3 without retention, the CLI's work; README: Measured).
 
 `--mode scoring` (or `all`, both measurements) times the scoring alone, in this process: the same tasks and
 questions through `lm_eval.evaluator.evaluate` with lm-eval's plain `HFLM` and with
