@@ -7,8 +7,9 @@ runs once per model folder, as a user would:
     python -m lm_eval --model hf --model_args pretrained=<folder> --tasks <the same task YAMLs> \
         --include_path <dir> --batch_size B --device cpu --log_samples --output_path <dir>
 
-Checked: per-question correctness identical for every task; reported: wall times and stage / CLI ratio (target
-<= 0.3 without retention, the CLI's work; README: Measured).
+Both run `--rounds` times in turn (a busy spell of the machine slows both sides of a round alike). Checked:
+per-question correctness identical for every task; reported: wall times, the stage / CLI ratio of each round and
+their median (target <= 0.3 without retention, the CLI's work; README: Measured).
 
 `--mode scoring` (or `all`, both measurements) times the scoring alone, in this process: the same tasks and
 questions through `lm_eval.evaluator.evaluate` with lm-eval's plain `HFLM` and with
@@ -17,7 +18,7 @@ questions through `lm_eval.evaluator.evaluate` with lm-eval's plain `HFLM` and w
 acc, acc_norm) and is_greedy, and the largest log-likelihood difference.
 
     .venv/bin/python benchmarks/eval_vs_cli.py [--root .] [--task products] [--model gemma] [--threads N]
-        [--mode cli|scoring|all] [--repeats 3] [--scoring-limit N]
+        [--mode cli|scoring|all] [--rounds 3] [--repeats 3] [--scoring-limit N]
 
 Needs models/ and data/ from `dvc repro` under --root; when they are missing, a tiny demo project (a tiny Gemma,
 two seeds standing in for base and fine-tuned, 40 MCQs) is built in a temporary folder instead.
@@ -29,6 +30,7 @@ import argparse
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,20 +141,14 @@ def write_tasks(params, task: str, which: str, folder: Path, tokenizer, mcqs, re
     return names
 
 
-def compare_cli(root: Path, task: str, model: str, params, mcqs, retrieved, sources, scratch: Path, env: dict[str, str]) -> dict:
-    """The evaluate stage (subprocess, with and without retention) vs the lm_eval CLI (one subprocess per model)."""
+def compare_cli(root: Path, task: str, model: str, params, mcqs, retrieved, sources, scratch: Path, env: dict[str, str], rounds: int) -> dict:
+    """The evaluate stage (subprocess, with and without retention) vs the lm_eval CLI (one subprocess per model),
+    `rounds` times in turn (a busy spell of the machine slows both sides of a round alike); ratios per round and their
+    median."""
     from transformers import AutoTokenizer
 
     settings = params.evaluate
     python = sys.executable
-
-    # The stage, as dvc runs it: with retention (as shipped) and without (the CLI's work only).
-    timings: dict[str, float] = {}
-    for label, retention in (("stage_without_retention", False), ("stage", True)):
-        folder = scratch / label
-        workspace(root, folder, retention)
-        timings[label] = run([python, "-m", "stages.evaluate", "--task", task, "--model", model], folder, env)
-    predictions = read_jsonl(scratch / "stage" / paths.predictions(task, model))
 
     # The same tasks for the CLI: identical rendered items, one YAML per task.
     include = scratch / "tasks"
@@ -165,18 +161,30 @@ def compare_cli(root: Path, task: str, model: str, params, mcqs, retrieved, sour
         if written:
             by_model[which] = list(written)
             names.update(written)
-    timings["cli"] = 0.0
-    for which, tasks in by_model.items():
-        command = [python, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={folders[which]}", "--tasks", ",".join(tasks),
-                   "--include_path", str(include), "--batch_size", str(settings.batch_size), "--device", "cpu",
-                   "--log_samples", "--output_path", str(scratch / "cli" / which)]  # fmt: skip
-        timings["cli"] += run(command, scratch, env)
+
+    runs: list[dict[str, float]] = []
+    for round_index in range(rounds):
+        # The stage, as dvc runs it: with retention (as shipped) and without (the CLI's work only).
+        timings: dict[str, float] = {}
+        for label, retention in (("stage_without_retention", False), ("stage", True)):
+            folder = scratch / f"{label}-{round_index}"
+            workspace(root, folder, retention)
+            timings[label] = run([python, "-m", "stages.evaluate", "--task", task, "--model", model], folder, env)
+        timings["cli"] = 0.0
+        for which, tasks in by_model.items():
+            output = scratch / "cli" / str(round_index) / which
+            command = [python, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={folders[which]}", "--tasks", ",".join(tasks),
+                       "--include_path", str(include), "--batch_size", str(settings.batch_size), "--device", "cpu",
+                       "--log_samples", "--output_path", str(output)]  # fmt: skip
+            timings["cli"] += run(command, scratch, env)
+        runs.append(timings)
+    predictions = read_jsonl(scratch / "stage-0" / paths.predictions(task, model))
 
     # Per-question correctness, task by task.
     comparison = {}
     for name, (condition, fmt) in names.items():
         ours = {row["mcq_id"]: row for row in predictions if (row["condition"], row["format"]) == (condition, fmt)}
-        samples_file = next((scratch / "cli").rglob(f"samples_{name}_*.jsonl"))
+        samples_file = next((scratch / "cli" / "0").rglob(f"samples_{name}_*.jsonl"))
         theirs = {sample["doc"]["mcq_id"]: sample for sample in read_jsonl(samples_file)}
         same = ours.keys() == theirs.keys() and all(ours[key]["acc"] == theirs[key]["acc"] for key in ours)
         max_ll_diff = max(abs(a - float(b[0])) for key in ours for a, b in zip(ours[key]["loglikelihoods"], theirs[key]["filtered_resps"]))
@@ -186,10 +194,14 @@ def compare_cli(root: Path, task: str, model: str, params, mcqs, retrieved, sour
             "identical_per_question": same,
             "max_loglik_diff": float(f"{max_ll_diff:.2g}"),
         }
+    without = [timings["stage_without_retention"] / timings["cli"] for timings in runs]
+    shipped = [timings["stage"] / timings["cli"] for timings in runs]
     return {
-        "wall_s": {name: round(value, 1) for name, value in timings.items()},
-        "ratio_stage_without_retention_vs_cli": round(timings["stage_without_retention"] / timings["cli"], 3),
-        "ratio_stage_vs_cli": round(timings["stage"] / timings["cli"], 3),
+        "rounds": rounds,
+        "wall_s": [{name: round(value, 1) for name, value in timings.items()} for timings in runs],
+        "ratios_stage_without_retention_vs_cli": [round(value, 3) for value in without],
+        "ratio_stage_without_retention_vs_cli": round(statistics.median(without), 3),
+        "ratio_stage_vs_cli": round(statistics.median(shipped), 3),
         "all_identical": all(value["identical_per_question"] for value in comparison.values()),
         "tasks": comparison,
     }
@@ -307,6 +319,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=["cli", "scoring", "all"], default="cli",
                         help="cli: the stage vs the lm_eval CLI (subprocesses); scoring: HFLM vs SharedContextHFLM in "
                              "this process; all: both")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="cli mode: stage and CLI runs in turn; the median ratio is reported")
     parser.add_argument("--repeats", type=int, default=3, help="scoring mode: runs per side, fastest kept")
     parser.add_argument("--scoring-limit", type=int, default=None,
                         help="scoring mode: only the first N questions (a real model on CPU scores ~350 tokens/s)")  # fmt: skip
@@ -342,7 +355,7 @@ def main() -> None:
             "threads": args.threads or "torch default",
         }
         if args.mode in ("cli", "all"):
-            cli = compare_cli(root, task, model, params, mcqs, retrieved, sources, scratch, env)
+            cli = compare_cli(root, task, model, params, mcqs, retrieved, sources, scratch, env, args.rounds)
             result.update(cli if args.mode == "cli" else {"cli": cli})
         if args.mode in ("scoring", "all"):
             subset = mcqs[: args.scoring_limit]
