@@ -214,7 +214,7 @@ class TinyMamba2(Strict):
     expand: int = 2
     n_groups: int = 1
     chunk_size: int = 64
-    copying: bool  # base.copying's lessons first (perpetual/copying.py)
+    copying: bool | CopyingOverrides  # base.copying's lessons first (perpetual/copying.py); a mapping: its own
 
 
 class TinyGemma(Strict):
@@ -226,7 +226,7 @@ class TinyGemma(Strict):
     head_dim: int = 32
     intermediate_size: int = 512
     max_position_embeddings: int = 2048
-    copying: bool  # base.copying's lessons first (perpetual/copying.py)
+    copying: bool | CopyingOverrides  # base.copying's lessons first (perpetual/copying.py); a mapping: its own
 
 
 class PretrainedModel(Strict):
@@ -260,7 +260,7 @@ class TokenizerParams(Strict):
 
 
 class CopyingParams(Strict):
-    """Copy lessons for tiny models whose spec sets `copying: true` (perpetual/copying.py)."""
+    """Copy lessons for tiny models whose spec sets `copying` (perpetual/copying.py)."""
 
     steps: int = Field(ge=0)
     context_length: int = Field(ge=4)  # random tokens before the spans: from 2 * span_length up to this, per batch
@@ -268,18 +268,56 @@ class CopyingParams(Strict):
     span_length: int = Field(ge=2)
     batch_size: int = Field(ge=1)
     learning_rate: float = Field(gt=0)
+    # Distinct random tokens the lessons start with (0: the whole vocabulary from the first step), doubled every
+    # `doubling_steps` steps until the whole vocabulary is in use.
+    vocabulary: int = Field(ge=0)
+    doubling_steps: int = Field(ge=0)
 
     @model_validator(mode="after")
     def _spans_fit(self) -> CopyingParams:
         if self.context_length < 2 * self.span_length:
             raise ValueError("context_length must be at least 2 * span_length")
+        if self.vocabulary and not self.doubling_steps:
+            raise ValueError("a starting vocabulary needs doubling_steps >= 1 (0 keeps it small for good)")
         return self
+
+
+class CopyingOverrides(Strict):
+    """A model's own copy lessons (its spec's `copying:` as a mapping): base.copying with these fields replaced."""
+
+    steps: int | None = None
+    context_length: int | None = None
+    spans: int | None = None
+    span_length: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    vocabulary: int | None = None
+    doubling_steps: int | None = None
 
 
 class BaseParams(Strict):
     models: dict[str, ModelSpec]
     tokenizer: TokenizerParams
     copying: CopyingParams
+
+    @model_validator(mode="after")
+    def _lessons_valid(self) -> BaseParams:
+        for name in self.models:
+            try:
+                self.copying_for(name)
+            except ValidationError as error:
+                raise ValueError(f"models.{name}.copying: {error.errors()[0]['msg']}") from None
+        return self
+
+    def copying_for(self, model: str) -> CopyingParams | None:
+        """The copy lessons of a tiny model (None: none, or not a tiny model): base.copying, or base.copying with the
+        fields its spec's `copying:` mapping gives replaced."""
+        spec = self.models[model]
+        if not isinstance(spec, TinyGemma | TinyMamba2) or spec.copying is False:
+            return None
+        if spec.copying is True:
+            return self.copying
+        return CopyingParams.model_validate({**self.copying.model_dump(), **spec.copying.model_dump(exclude_none=True)})
 
 
 # ---------------------------------------------------------------- train

@@ -11,6 +11,12 @@ The lengths vary from batch to batch: with one fixed layout the model learns to 
 accuracy 1.00 on its own layout, 0.00 on any other) instead of matching content. Measured on the default tiny gemma
 (lr 1e-3, batch 16): no progress for ~1,300 steps, then the phase change induction heads are known for.
 
+The tiny Mamba2 learns nothing from random tokens of the whole 2,048-token vocabulary (the loss stays at ln 2046 for
+3,000 steps): a fixed-size state has to tell every token from every other at once. From 32 distinct tokens it learns
+to copy within ~600 steps, and it keeps copying while the vocabulary doubles every few hundred steps up to the whole
+one (`vocabulary`, `doubling_steps`): copy accuracy 0.85 at the whole vocabulary after 3,500 steps (probe, 32-token
+contexts).
+
 A plain torch loop rather than TRL/Trainer: the batches are random tensors made on the fly, with no text, tokenizer
 or dataset to prepare, and the whole lesson is a few dozen lines that stay readable top to bottom.
 """
@@ -28,10 +34,11 @@ _FIRST_ORDINARY_ID = 2
 
 
 def copy_batch(generator: torch.Generator, model: PreTrainedModel, params: CopyingParams, batch_size: int,
-               context_length: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Input ids (random context; then per span: end of text, a span copied from the context) and labels (-100 but on
-    each span's tokens after its first)."""
-    context = torch.randint(_FIRST_ORDINARY_ID, model.config.vocab_size, (batch_size, context_length), generator=generator)
+               context_length: int, vocabulary: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Input ids (random context of the first `vocabulary` ordinary ids, all of them when None; then per span: end of
+    text, a span copied from the context) and labels (-100 but on each span's tokens after its first)."""
+    highest = model.config.vocab_size if vocabulary is None else min(model.config.vocab_size, _FIRST_ORDINARY_ID + vocabulary)
+    context = torch.randint(_FIRST_ORDINARY_ID, highest, (batch_size, context_length), generator=generator)
     separator = torch.full((batch_size, 1), model.config.eos_token_id)
     ids, labels = [context], [torch.full_like(context, -100)]
     offsets = torch.arange(params.span_length)
@@ -59,16 +66,18 @@ def copy_accuracy(model: PreTrainedModel, generator: torch.Generator, params: Co
 
 
 def teach_copying(model: PreTrainedModel, params: CopyingParams, seed: int, label: str) -> dict[str, float]:
-    """`params.steps` AdamW steps on copy batches; returns the copy accuracy before and after (base metrics)."""
+    """`params.steps` AdamW steps on copy batches; returns the copy accuracy before and after (base metrics), always on
+    the whole vocabulary."""
     generator = torch.Generator().manual_seed(seed)
     before = copy_accuracy(model, generator, params)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=0.0)
     shortest = params.span_length * 2
     model.train()
     progress = tqdm(range(params.steps), desc=f"base {label}: copy lessons", unit="step", disable=None)
-    for _ in progress:
+    for step in progress:
         length = int(torch.randint(shortest, params.context_length + 1, (1,), generator=generator))
-        input_ids, labels = copy_batch(generator, model, params, params.batch_size, length)
+        vocabulary = params.vocabulary * 2 ** (step // params.doubling_steps) if params.vocabulary else None
+        input_ids, labels = copy_batch(generator, model, params, params.batch_size, length, vocabulary)
         loss = model(input_ids=input_ids, labels=labels).loss
         loss.backward()
         optimizer.step()

@@ -1,7 +1,7 @@
 """base@<model>: the starting model, saved to models/base-<model>/.
 
 Tiny presets are built from a config with a byte-level BPE tokenizer trained on every task's chunks and the
-instruction data, then (`copying: true`) taught to copy from their context (perpetual/copying.py); a pretrained
+instruction data, then (`copying`) taught to copy from their context (perpetual/copying.py); a pretrained
 model (hub id, local folder, installed package; safetensors or GGUF) is loaded and saved as plain safetensors, so
 that a colleague's `dvc pull` gets exactly the weights this run started from.
 """
@@ -10,7 +10,7 @@ import sys
 
 from perpetual import paths
 from perpetual.cli import stage_args
-from perpetual.config import InstructParams, TinyGemma, TinyMamba2
+from perpetual.config import InstructParams
 from perpetual.copying import teach_copying
 from perpetual.errors import exits_cleanly
 from perpetual.io import atomic_path, read_jsonl, write_json
@@ -35,8 +35,9 @@ def main() -> None:
     corpus = tokenizer_corpus(params.pipeline.tasks, params.instruct)
     model, tokenizer = make_base(spec, corpus, params.base.tokenizer, params.pipeline.seed, args.model)
     lessons = {}
-    if isinstance(spec, TinyGemma | TinyMamba2) and spec.copying:
-        lessons = teach_copying(model, params.base.copying, params.pipeline.seed, args.model)
+    copying = params.base.copying_for(args.model)
+    if copying is not None:
+        lessons = teach_copying(model, copying, params.pipeline.seed, args.model)
     with atomic_path(paths.base_model(args.model)) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))

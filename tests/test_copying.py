@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import GemmaConfig, GemmaForCausalLM
 
+import perpetual.copying
 from perpetual.config import CopyingParams, parse_params
 from perpetual.copying import copy_accuracy, copy_batch, teach_copying
 from perpetual.errors import UserError
@@ -20,7 +21,8 @@ def tiny_gemma(vocab_size: int, layers: int) -> GemmaForCausalLM:
 
 
 def lessons(**changes: float) -> CopyingParams:
-    settings = {"steps": 0, "context_length": 20, "spans": 3, "span_length": 5, "batch_size": 8, "learning_rate": 1e-3}
+    settings = {"steps": 0, "context_length": 20, "spans": 3, "span_length": 5, "batch_size": 8, "learning_rate": 1e-3,
+                "vocabulary": 0, "doubling_steps": 0}  # fmt: skip
     return CopyingParams(**{**settings, **changes})
 
 
@@ -64,3 +66,48 @@ def test_every_tiny_spec_says_whether_it_takes_the_lessons() -> None:
     del raw["base"]["models"]["gemma"]["copying"]
     with pytest.raises(UserError, match=r"base\.models\.gemma.*copying"):
         parse_params(raw)
+
+
+def test_lessons_start_from_a_few_distinct_tokens_and_double_them_up_to_the_whole_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_gemma(40, 1)
+    ids, _ = copy_batch(torch.Generator().manual_seed(0), model, lessons(), 64, 20, vocabulary=5)
+    context = ids[:, :20]
+    assert int(context.min()) >= 2 and int(context.max()) <= 6 and len(set(context.flatten().tolist())) == 5
+    ids, _ = copy_batch(torch.Generator().manual_seed(0), model, lessons(), 64, 20, vocabulary=1000)  # capped at the model's
+    assert int(ids[:, :20].max()) < 40 and len(set(ids[:, :20].flatten().tolist())) > 30
+
+    drawn: list[int] = []
+    original = perpetual.copying.copy_batch
+
+    def recording(generator, model, params, batch_size, length, vocabulary=None):  # type: ignore[no-untyped-def]
+        ids, labels = original(generator, model, params, batch_size, length, vocabulary)
+        drawn.append(int(ids[:, :length].max()))
+        return ids, labels
+
+    monkeypatch.setattr(perpetual.copying, "copy_batch", recording)
+    teach_copying(model, lessons(steps=15, vocabulary=4, doubling_steps=3), seed=0, label="test")
+    before, *steps, after = drawn  # copy accuracy is measured on the whole vocabulary
+    # 4 distinct ids (2..5) for three steps, then 8, 16, 32, and the whole vocabulary (ids up to 39).
+    assert [max(steps[step : step + 3]) for step in (0, 3, 6, 9, 12)] == [5, 9, 17, 33, 39]
+    assert before == after == 39
+
+
+def test_a_starting_vocabulary_needs_its_doubling_steps() -> None:
+    raw = params_dict({"base": {"copying": {"vocabulary": 32, "doubling_steps": 0}}})
+    with pytest.raises(UserError, match=r"base\.copying.*doubling_steps"):
+        parse_params(raw)
+
+
+def test_a_model_may_replace_fields_of_the_lessons_and_a_bad_replacement_is_named() -> None:
+    raw = params_dict({"base": {"models": {"gemma": {"copying": {"steps": 7, "context_length": 40}}}}})
+    params = parse_params(raw)
+    own = params.base.copying_for("gemma")
+    assert own is not None and (own.steps, own.context_length) == (7, 40)
+    assert own.span_length == params.base.copying.span_length  # the rest as base.copying
+    raw = params_dict({"base": {"models": {"gemma": {"copying": {"context_length": 10}}}}})
+    with pytest.raises(UserError, match=r"base.*models\.gemma\.copying.*2 \* span_length"):
+        parse_params(raw)
+    raw = params_dict({"base": {"models": {"gemma": {"copying": {"context_lenght": 10}}}}})
+    with pytest.raises(UserError, match=r"context_lenght"):
+        parse_params(raw)
+    assert parse_params(params_dict({"base": {"models": {"gemma": {"copying": False}}}})).base.copying_for("gemma") is None
