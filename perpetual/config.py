@@ -278,7 +278,7 @@ class CopyingParams(Strict):
         if self.context_length < 2 * self.span_length:
             raise ValueError("context_length must be at least 2 * span_length")
         if self.vocabulary and not self.doubling_steps:
-            raise ValueError("a starting vocabulary needs doubling_steps >= 1 (0 keeps it small for good)")
+            raise ValueError("vocabulary > 0 needs doubling_steps >= 1: the steps between doublings up to the whole vocabulary")
         return self
 
 
@@ -306,7 +306,9 @@ class BaseParams(Strict):
             try:
                 self.copying_for(name)
             except ValidationError as error:
-                raise ValueError(f"models.{name}.copying: {error.errors()[0]['msg']}") from None
+                first = error.errors()[0]
+                where = "".join(f".{part}" for part in first["loc"])
+                raise ValueError(f"models.{name}.copying{where}: {str(first['msg']).removeprefix('Value error, ')}") from None
         return self
 
     def copying_for(self, model: str) -> CopyingParams | None:

@@ -107,6 +107,9 @@ def test_a_model_may_replace_fields_of_the_lessons_and_a_bad_replacement_is_name
     raw = params_dict({"base": {"models": {"gemma": {"copying": {"context_length": 10}}}}})
     with pytest.raises(UserError, match=r"base.*models\.gemma\.copying.*2 \* span_length"):
         parse_params(raw)
+    raw = params_dict({"base": {"models": {"gemma": {"copying": {"steps": -1}}}}})
+    with pytest.raises(UserError, match=r"models\.gemma\.copying\.steps: .*greater than or equal to 0"):
+        parse_params(raw)
     raw = params_dict({"base": {"models": {"gemma": {"copying": {"context_lenght": 10}}}}})
     with pytest.raises(UserError, match=r"context_lenght"):
         parse_params(raw)
