@@ -240,6 +240,7 @@ def compare_scoring(root: Path, task: str, model: str, params, mcqs, retrieved, 
     """Plain HFLM vs SharedContextHFLM in this process: same model object, tasks, questions and batch size."""
     import logging
 
+    import torch
     from lm_eval.models.huggingface import HFLM
 
     from perpetual.models import load_local
@@ -254,7 +255,7 @@ def compare_scoring(root: Path, task: str, model: str, params, mcqs, retrieved, 
     tasks: dict[str, dict] = {}
     totals = {"hflm": 0.0, "shared_context": 0.0}
     for which, folder in model_folders(root, task, model).items():
-        model_object, tokenizer = load_local(folder)
+        model_object, tokenizer = load_local(folder, torch.float32)
         names = write_tasks(params, task, which, folder, tokenizer, mcqs, retrieved, sources, target)
         if not names:
             continue

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ from perpetual.config import Params, load_params  # noqa: E402
 from perpetual.evaluation import build_items, make_lm, score, task_config  # noqa: E402
 from perpetual.io import read_jsonl, write_jsonl  # noqa: E402
 from perpetual.models import load_local  # noqa: E402
+from perpetual.precision import Choice  # noqa: E402
 from perpetual.statistics import mcnemar_exact  # noqa: E402
 from perpetual.templates import make_template  # noqa: E402
 
@@ -59,13 +61,13 @@ def train_start(params: Params, model_name: str, base_dir: Path, out: Path) -> d
 
     params.check_sft()
     settings = params.instruct
-    model, tokenizer = load_local(base_dir / f"base-{model_name}")
+    model, tokenizer = load_local(base_dir / f"base-{model_name}", torch.float32)
     template = make_template(params.train.template, tokenizer, model_name)
     rows = instruct_rows(settings) + reading_rows(settings, params.index.context_template, params.pipeline.seed)
     examples = training_examples(rows, template)
     scratch = out / f"checkpoints-{model_name}"
     shutil.rmtree(scratch, ignore_errors=True)
-    trainer, summary = train(model, tokenizer, examples, settings.model_copy(update={"resume": "never"}), scratch, template)
+    trainer, summary = train(model, tokenizer, examples, settings.model_copy(update={"resume": "never"}), scratch, template, Choice(False, "fp32"))
     target = out / f"start-{model_name}"
     shutil.rmtree(target, ignore_errors=True)
     save_trained(trainer, target)
@@ -85,7 +87,7 @@ def world_items(params: Params) -> tuple[list[Any], dict[str, dict[str, Any]]]:
 
 
 def measure(params: Params, folder: Path, tasks: list[str], formats: list[str]) -> list[dict[str, Any]]:
-    model, tokenizer = load_local(folder)
+    model, tokenizer = load_local(folder, torch.float32)
     lm = make_lm(model, tokenizer, params.evaluate.batch_size)
     template = make_template(params.train.template, tokenizer, str(folder))
     results = []

@@ -48,6 +48,9 @@ from perpetual import paths  # noqa: E402
 from perpetual.assembly import interleave  # noqa: E402
 from perpetual.config import Params, load_params  # noqa: E402
 from perpetual.models import load_local, make_base  # noqa: E402
+from perpetual.precision import Choice  # noqa: E402
+
+FP32 = Choice(False, "fp32: the figures in benchmarks/README.md were measured in it")
 from perpetual.records import Flashcard  # noqa: E402
 from perpetual.templates import make_template  # noqa: E402
 from perpetual.training import build_trainer, training_examples  # noqa: E402
@@ -161,7 +164,7 @@ def gpu_preset(args: argparse.Namespace, params: Params) -> None:
     rows = [{"type": "doc", "chunk_id": str(i), "instruction": "", "input": "", "text": text} for i in range(rows_per_step * args.steps)]
     template = make_template("alpaca", tokenizer)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = build_trainer(model, tokenizer, training_examples(rows, template), stage, Path(scratch), template)
+        trainer = build_trainer(model, tokenizer, training_examples(rows, template), stage, Path(scratch), template, Choice(True, "bf16 on the GPU"))
         torch.cuda.reset_peak_memory_stats()
         result = trainer.train()
     dataset: Any = trainer.train_dataset
@@ -204,7 +207,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         folder, model_label = starting_model(params, args.model, rows, Path(scratch))
-        model, tokenizer = load_local(folder)
+        model, tokenizer = load_local(folder, torch.float32)
         print(f"data: {data_label} ({len(rows)} rows); model: {model_label} ({model.config.model_type}, "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters); epochs {args.epochs}; "
               f"steps of {stage.sft.per_device_train_batch_size}x{stage.sft.gradient_accumulation_steps} rows; threads {torch.get_num_threads()}")
@@ -213,15 +216,15 @@ def main() -> None:
         rows = training_examples(rows, template)
         if args.methods:  # e.g. SmolLM2: full fine-tuning vs LoRA, same rows, same trainer settings
             for method in args.methods.split(","):
-                model, tokenizer = load_local(folder)
+                model, tokenizer = load_local(folder, torch.float32)
                 settings = stage.model_copy(update={"method": method})
-                trainer = build_trainer(model, tokenizer, rows, settings, Path(scratch) / method, template)
+                trainer = build_trainer(model, tokenizer, rows, settings, Path(scratch) / method, template, FP32)
                 measure(f"train stage, {method}", trainer, args.epochs, tokenizer.pad_token_id, with_loss=False)
             return
-        trainer = build_trainer(model, tokenizer, rows, stage, Path(scratch) / "stage", template)
+        trainer = build_trainer(model, tokenizer, rows, stage, Path(scratch) / "stage", template, FP32)
         runs["stage"] = measure("train stage (batch_rebalance)", trainer, args.epochs, tokenizer.pad_token_id)
         for name, checkpointing in (("baseline (SFTConfig defaults)", True), ("baseline, checkpointing off", False)):
-            model, tokenizer = load_local(folder)
+            model, tokenizer = load_local(folder, torch.float32)
             trainer = baseline_trainer(model, tokenizer, rows, stage, Path(scratch) / name, checkpointing)
             runs[name] = measure(name, trainer, args.epochs, tokenizer.pad_token_id)
 

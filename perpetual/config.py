@@ -24,6 +24,9 @@ from pydantic_core import PydanticCustomError
 
 from perpetual.errors import UserError
 
+# The number format a stage runs a model in (perpetual/precision.py decides what auto means on this machine).
+Precision = Literal["auto", "bf16", "fp32"]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -357,8 +360,8 @@ PERPETUAL_OWNED = {
     "eos_token": "train.template decides how an answer ends (the chat template's end-of-turn token, or EOS)",
     "chat_template_path": "train.template: chat uses the model's own chat template",
     "dataset_text_field": "the rows are prompt/completion pairs built by perpetual",
-    "bf16": "<section>.precision decides (auto: bf16 on GPUs that support it)",
-    "fp16": "<section>.precision decides (auto: bf16 on GPUs that support it, else fp32)",
+    "bf16": "<section>.precision decides (auto: bf16 where the hardware has bf16 matrix units and it pays)",
+    "fp16": "<section>.precision decides (auto: bf16 where the hardware has bf16 matrix units and it pays, else fp32)",
     "use_cpu": "the CPU trains when no CUDA device is present",
 }
 
@@ -423,7 +426,7 @@ class TrainingParams(Strict):
 
     method: Literal["full", "lora"]
     lora: LoraParams
-    precision: Literal["auto", "bf16", "fp32"]
+    precision: Precision  # perpetual/precision.py: bf16 autocast where it pays
     resume: Literal["auto", "never"]
     sft: SftSection
 
@@ -556,6 +559,7 @@ class EvaluateParams(Strict):
     limit: int | None = Field(ge=1)
     bootstrap_samples: int = Field(ge=100)
     alpha: float = Field(gt=0, lt=1)
+    precision: Precision  # perpetual/precision.py: bf16 weights for scoring and retention where it pays
     retention: RetentionParams
 
 

@@ -229,10 +229,16 @@ def make_lm(model: Any, tokenizer: Any, batch_size: int, encodings: Encodings | 
 
     The evaluate stage builds one per model and scores both the MCQs (`score`) and retention with it; given the same
     `encodings`, the second model reuses the token ids of prompts the first one encoded."""
+    import torch
+
     from perpetual.scoring import SharedContextHFLM
 
-    device = "cuda" if next(model.parameters()).is_cuda else "cpu"
-    lm = SharedContextHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    weights = next(model.parameters())
+    device = "cuda" if weights.is_cuda else "cpu"
+    # bf16 weights (perpetual/precision.py): the log-softmax still in fp32, so that an option's log-likelihood, a sum
+    # over its tokens, is not rounded to bf16's 8 bits at every step.
+    softmax_dtype = torch.float32 if weights.dtype != torch.float32 else None
+    lm = SharedContextHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device, softmax_dtype=softmax_dtype)
     lm.encodings = encodings
     return lm
 

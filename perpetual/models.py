@@ -11,6 +11,7 @@ from typing import cast
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     GemmaConfig,
@@ -19,6 +20,7 @@ from transformers import (
     LlamaForCausalLM,
     Mamba2Config,
     Mamba2ForCausalLM,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
@@ -103,6 +105,8 @@ def report_kernels(model: PreTrainedModel) -> str:
 
 
 def best_dtype() -> torch.dtype:
+    """How the base stage stores a pretrained model: bf16 on a bf16 GPU (its memory), else fp32 (the stages that run
+    it choose their own precision when they load it)."""
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
@@ -161,12 +165,20 @@ def load_pretrained(spec: PretrainedModel, label: str = "<name>") -> tuple[PreTr
     return cast(PreTrainedModel, model), cast(PreTrainedTokenizerFast, tokenizer)
 
 
-def load_local(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """Load a model folder this pipeline wrote (base-* or a fine-tuned one)."""
+def local_config(folder: Path) -> PretrainedConfig:
+    """The config of a model folder this pipeline wrote, without its weights (what `precision.choose` looks at)."""
+    if not (folder / "config.json").exists():
+        raise UserError(f"no model in {folder}; run `dvc repro` for the stage that writes it")
+    return AutoConfig.from_pretrained(str(folder))
+
+
+def load_local(folder: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Load a model folder this pipeline wrote (base-* or a fine-tuned one), its weights in `dtype`
+    (perpetual/precision.py decides)."""
     if not (folder / "config.json").exists():
         raise UserError(f"no model in {folder}; run `dvc repro` for the stage that writes it")
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=best_dtype())
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # transformers' stubs type the Auto classes' results as mixins; they are a PreTrainedModel and a fast tokenizer.

@@ -1,7 +1,7 @@
 """Training with TRL's SFTTrainer: instruction tuning (instruct@<model>) and knowledge injection (train@<task>-<model>).
 
 Full or LoRA (PEFT, merged before saving), the paper's interleaved mix, replay of instruction data, loss on
-everything or on completions only, bf16 on capable GPUs, resumable from checkpoints, one process or many
+everything or on completions only, bf16 where it pays (perpetual/precision.py), resumable from checkpoints, one process or many
 (`accelerate launch`: only the main process writes outputs), loss curves through dvclive.
 """
 
@@ -29,6 +29,7 @@ from perpetual.config import InstructParams, TrainingParams, TrainParams, check_
 from perpetual.errors import UserError
 from perpetual.io import atomic_path, read_jsonl
 from perpetual.mcq_format import render
+from perpetual.precision import Choice
 from perpetual.records import LETTERS, Mcq, content_id
 from perpetual.templates import Template
 
@@ -194,14 +195,7 @@ def loss_curve(folder: Path) -> TrainerCallback:
 
 
 # ---------------------------------------------------------------- trainer
-def use_bf16(precision: str, section: str = "train") -> bool:
-    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if precision == "bf16" and not supported:
-        raise UserError(f"{section}.precision is bf16 but this machine has no bf16-capable GPU; use auto or fp32")
-    return precision == "bf16" or (precision == "auto" and supported)
-
-
-def sft_config(params: TrainingParams, output_dir: Path, model: PreTrainedModel, template: Template) -> SFTConfig:
+def sft_config(params: TrainingParams, output_dir: Path, model: PreTrainedModel, template: Template, choice: Choice) -> SFTConfig:
     """TRL's SFTConfig: the section's `sft` options under their own names (checked, no mapping), and what perpetual owns."""
     where = f"{params.section}.sft"
     options = check_sft(params.sft.model_dump(), where)
@@ -219,7 +213,7 @@ def sft_config(params: TrainingParams, output_dir: Path, model: PreTrainedModel,
         # chat: rows end with the template's end-of-turn token, which TRL then treats as EOS (appended to raw text,
         # not appended again after an answer); alpaca: the tokenizer's own EOS.
         "eos_token": template.end_of_answer,
-        "bf16": use_bf16(params.precision, params.section),
+        "bf16": choice.bf16,  # on the CPU: bf16 autocast over fp32 master weights (perpetual/precision.py)
         "use_cpu": not torch.cuda.is_available(),
     }
     try:
@@ -284,13 +278,14 @@ def build_trainer(
     params: TrainingParams,
     output_dir: Path,
     template: Template,
+    choice: Choice,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> SFTTrainer:
     dataset = datasets.Dataset.from_list([{"prompt": row["prompt"], "completion": row["completion"]} for row in examples])
     try:
         trainer = SFTTrainer(
             model=model,
-            args=sft_config(params, output_dir, model, template),
+            args=sft_config(params, output_dir, model, template, choice),
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=lora_config(params, model) if params.method == "lora" else None,
@@ -322,12 +317,13 @@ def train(
     params: TrainingParams,
     output_dir: Path,
     template: Template,
+    choice: Choice,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> tuple[SFTTrainer, dict[str, Any]]:
-    """Train on rendered examples (resuming from the last checkpoint in `output_dir`); return the trainer and a
-    summary for metrics."""
+    """Train on rendered examples in `choice`'s precision (resuming from the last checkpoint in `output_dir`); return
+    the trainer and a summary for metrics."""
     guard, tokens = StopOnNonFiniteLoss(), TokensThisRun()
-    trainer = build_trainer(model, tokenizer, examples, params, output_dir, template, [guard, tokens, *callbacks])
+    trainer = build_trainer(model, tokenizer, examples, params, output_dir, template, choice, [guard, tokens, *callbacks])
     last = last_checkpoint(output_dir, params.resume)
     if last:
         print(f"train: resuming from {last}", file=sys.stderr)
@@ -350,6 +346,7 @@ def train(
         "train_runtime_s": round(runtime, 2),
         "tokens_per_s": round(tokens.tokens / runtime, 1) if runtime > 0 else None,
         "processes": trainer.args.world_size,
+        **choice.record(),
     }
     if params.method == "lora":
         peft_model: Any = trainer.model  # a PeftModel; the trainer's annotation does not say so

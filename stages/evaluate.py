@@ -26,7 +26,8 @@ from perpetual.evaluation import (
     task_name,
 )
 from perpetual.io import read_json, read_jsonl, write_json, write_jsonl
-from perpetual.models import load_local
+from perpetual.models import load_local, local_config
+from perpetual.precision import choose
 from perpetual.retention import answer_rows, compare, load_instructions, measure
 from perpetual.scoring import Encodings
 from perpetual.statistics import baselines
@@ -52,13 +53,16 @@ def main() -> None:
     template_name = params.train.for_task(args.task).template  # the format the model was taught in
     predictions: list[dict] = []
     retained: dict[str, dict] = {}
+    precisions: dict[str, dict[str, str]] = {}
     encodings = Encodings()  # both models share the tokenizer: the prompts are encoded once, not once per model
     with tempfile.TemporaryDirectory() as scratch:
         for which, folder in folders.items():
             conditions = [c.name for c in selected(settings.conditions) if c.model == which]
             if not conditions:
                 continue
-            model, tokenizer = load_local(folder)
+            choice = choose(settings.precision, "evaluate", local_config(folder))
+            precisions[which] = choice.record()
+            model, tokenizer = load_local(folder, choice.dtype)
             lm = make_lm(model, tokenizer, settings.batch_size, encodings)
             budget = budget_for(lm)
             template = make_template(template_name, tokenizer, str(folder))
@@ -80,7 +84,7 @@ def main() -> None:
 
     predictions.sort(key=lambda row: (row["condition"], row["format"]))
     cells = cells_from_predictions(predictions, settings.bootstrap_samples, params.pipeline.seed, settings.alpha)
-    metrics: dict = {**cells, "baselines": baselines(mcqs), "template": template_name}
+    metrics: dict = {**cells, "baselines": baselines(mcqs), "template": template_name, "precision": precisions}
     chunk_of = {mcq["mcq_id"]: mcq["chunk_id"] for mcq in mcqs}
     comparison = flashcard_comparison(predictions, chunk_of, groups, params.pipeline.seed, settings.alpha)
     metrics["flashcards"] = {"share": groups["share"], **comparison}

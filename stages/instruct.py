@@ -14,7 +14,8 @@ from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.errors import UserError, exits_cleanly
 from perpetual.io import atomic_path, write_json
-from perpetual.models import load_local, report_kernels
+from perpetual.models import load_local, local_config, report_kernels
+from perpetual.precision import choose, training_weights
 from perpetual.reading import reading_rows
 from perpetual.templates import make_template
 from perpetual.training import (
@@ -51,14 +52,15 @@ def main() -> None:
         print(f"instruct {args.model}: disabled, {target} is a copy of {base}", file=sys.stderr)
         return
 
-    model, tokenizer = load_local(base)
+    choice = choose(settings.precision, "instruct", local_config(base))
+    model, tokenizer = load_local(base, training_weights(choice))
     kernels = report_kernels(model)
     # The format it teaches is the one knowledge injection trains and evaluation asks in: train.template.
     template = make_template(params.train.template, tokenizer, f"model {args.model!r}")
     rows = instruct_rows(settings) + reading_rows(settings, params.index.context_template, params.pipeline.seed)
     examples = training_examples(rows, template)
-    output_dir = paths.checkpoints("instruct", args.model) / run_key(settings, examples, model.config.to_dict())
-    trainer, summary = train(model, tokenizer, examples, settings, output_dir, template)
+    output_dir = paths.checkpoints("instruct", args.model) / run_key(settings, examples, {**model.config.to_dict(), "precision": choice.name})
+    trainer, summary = train(model, tokenizer, examples, settings, output_dir, template, choice)
     save_trained(trainer, target)
     if is_main_process():
         shutil.rmtree(output_dir, ignore_errors=True)

@@ -117,7 +117,7 @@ def test_gguf_becomes_a_plain_model_that_still_answers_in_its_chat_format(projec
     assert (folder / "model.safetensors").is_file() and (folder / "chat_template.jinja").is_file()
     info = json.loads((project / "metrics/base/smollm2.json").read_text())
     assert info["chat_template"] is True and 130e6 < info["parameters"] < 140e6
-    model, tokenizer = load_local(folder)
+    model, tokenizer = load_local(folder, torch.float32)
     template = make_template("chat", tokenizer)
     assert template.end_of_answer == "<|im_end|>"
     [(tokens, text)] = greedy_answers(make_lm(model, tokenizer, 1), [template.instruction("What is the capital of France? Answer in one sentence.")], template, 20)

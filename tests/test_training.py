@@ -20,6 +20,7 @@ from perpetual.config import InstructParams, PretrainedModel, TinyGemma, TinyMam
 from perpetual.errors import UserError
 from perpetual.mcq_format import render
 from perpetual.models import build_tiny, load_local, load_pretrained, train_tokenizer
+from perpetual.precision import Choice
 from perpetual.templates import Template, make_template
 from perpetual.testing.params import params_dict, section
 from perpetual.training import (
@@ -56,6 +57,9 @@ def fast(sft: dict[str, Any] | None = None, **overrides: Any) -> TrainParams:
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+FP32 = Choice(False, "fp32")
+
+
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, Any]]:
     out = []
@@ -78,7 +82,7 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]
 
 @pytest.fixture(scope="module")
 def template(base_dir: Path) -> Template:
-    return make_template("alpaca", load_local(base_dir)[1])
+    return make_template("alpaca", load_local(base_dir, torch.float32)[1])
 
 
 @pytest.fixture(scope="module")
@@ -143,21 +147,36 @@ def test_instruct_rows_cover_world_alpaca_and_mcq(template: Template) -> None:
 
 # ---------------------------------------------------------------- trainer
 def test_completion_loss_masks_the_prompt(base_dir: Path, examples: list[dict[str, str]], template: Template, tmp_path: Path) -> None:
-    model, tokenizer = load_local(base_dir)
+    model, tokenizer = load_local(base_dir, torch.float32)
     qna = examples[1]
     prompt_tokens = len(tokenizer(qna["prompt"])["input_ids"])
     for masked in (True, False):
-        trainer = build_trainer(model, tokenizer, [qna], fast(sft={"completion_only_loss": masked}), tmp_path / str(masked), template)
+        trainer = build_trainer(model, tokenizer, [qna], fast(sft={"completion_only_loss": masked}), tmp_path / str(masked), template, FP32)
         labels = trainer.data_collator([trainer.train_dataset[0]])["labels"][0]
         assert (labels[prompt_tokens:] != -100).all(), "the answer (and EOS) always carry loss"
         assert bool((labels[:prompt_tokens] == -100).all()) is masked
         assert labels[-1] == tokenizer.eos_token_id and (labels == tokenizer.eos_token_id).sum() == 1  # EOS once
 
 
+def test_bf16_trains_under_autocast_over_fp32_weights(base_dir: Path, examples: list[dict[str, str]], template: Template, tmp_path: Path) -> None:
+    model, tokenizer = load_local(base_dir, torch.float32)
+    seen: list[torch.dtype] = []
+    model.model.layers[0].mlp.down_proj.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    trainer, summary = train(model, tokenizer, examples, fast(), tmp_path / "ckpt", template, Choice(True, "forced"))
+    assert summary["precision"] == "bf16" and summary["precision_reason"] == "forced" and summary["steps"] == 4
+    assert seen and set(seen) == {torch.bfloat16}  # the matrix products ran in bf16
+    assert all(parameter.dtype == torch.float32 for parameter in trainer.model.parameters())  # master weights
+    assert all(torch.isfinite(parameter).all() for parameter in trainer.model.parameters())
+    # Deterministic at the same thread count: a second run ends with the same weights, bit for bit.
+    again, _ = train(load_local(base_dir, torch.float32)[0], tokenizer, examples, fast(), tmp_path / "again", template, Choice(True, "forced"))
+    first, second = trainer.model.state_dict(), again.model.state_dict()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
 def test_lora_trains_and_merges(base_dir: Path, examples: list[dict[str, str]], template: Template, tmp_path: Path) -> None:
-    model, tokenizer = load_local(base_dir)
+    model, tokenizer = load_local(base_dir, torch.float32)
     lora = fast(method="lora", lora={"r": 4, "alpha": 8, "dropout": 0.0})
-    trainer, summary = train(model, tokenizer, examples, lora, tmp_path / "ckpt", template)
+    trainer, summary = train(model, tokenizer, examples, lora, tmp_path / "ckpt", template, FP32)
     assert summary["lora_target_modules"] == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
     assert summary["steps"] == 4 and summary["tokens_per_s"] > 0
     save_trained(trainer, tmp_path / "out")
@@ -178,62 +197,62 @@ class CrashAfterCheckpoint(TrainerCallback):
 def test_resume_after_a_kill_continues_from_the_checkpoint(base_dir: Path, examples: list[dict[str, str]], template: Template, tmp_path: Path) -> None:
     rows = examples
     params = fast(sft={"num_train_epochs": 3})  # 6 steps, a checkpoint every 2
-    model, tokenizer = load_local(base_dir)
+    model, tokenizer = load_local(base_dir, torch.float32)
     with pytest.raises(KeyboardInterrupt):
-        train(model, tokenizer, rows, params, tmp_path / "ckpt", template, [CrashAfterCheckpoint()])
+        train(model, tokenizer, rows, params, tmp_path / "ckpt", template, FP32, [CrashAfterCheckpoint()])
     assert (tmp_path / "ckpt" / "checkpoint-2").is_dir()
 
-    model, tokenizer = load_local(base_dir)
-    trainer, resumed = train(model, tokenizer, rows, params, tmp_path / "ckpt", template, [loss_curve(tmp_path / "curve")])
+    model, tokenizer = load_local(base_dir, torch.float32)
+    trainer, resumed = train(model, tokenizer, rows, params, tmp_path / "ckpt", template, FP32, [loss_curve(tmp_path / "curve")])
     assert resumed["resumed_from_checkpoint"] and resumed["steps"] == 6
     assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == list(range(1, 7))
     curve = (tmp_path / "curve/plots/metrics/loss.tsv").read_text().splitlines()[1:]
     assert [line.split("\t")[0] for line in curve] == [str(step) for step in range(1, 7)], "the whole curve, redrawn"
     save_trained(trainer, tmp_path / "resumed")
 
-    model, tokenizer = load_local(base_dir)
-    trainer, straight = train(model, tokenizer, rows, params, tmp_path / "straight", template)
+    model, tokenizer = load_local(base_dir, torch.float32)
+    trainer, straight = train(model, tokenizer, rows, params, tmp_path / "straight", template, FP32)
     assert not straight["resumed_from_checkpoint"]
     save_trained(trainer, tmp_path / "straight-out")
     a, b = weights(tmp_path / "resumed"), weights(tmp_path / "straight-out")
     assert all(torch.allclose(a[name], b[name], atol=1e-5) for name in a), "a resumed run ends where an unbroken one does"
-    model, tokenizer = load_local(base_dir)
-    _, never = train(model, tokenizer, rows, params.model_copy(update={"resume": "never"}).with_sft(num_train_epochs=1), tmp_path / "ckpt", template)
+    model, tokenizer = load_local(base_dir, torch.float32)
+    _, never = train(model, tokenizer, rows, params.model_copy(update={"resume": "never"}).with_sft(num_train_epochs=1), tmp_path / "ckpt", template, FP32)
     assert not never["resumed_from_checkpoint"]
 
 
 def test_non_finite_loss_stops_with_a_user_error(base_dir: Path, examples: list[dict[str, str]], template: Template, tmp_path: Path) -> None:
-    model, tokenizer = load_local(base_dir)
+    model, tokenizer = load_local(base_dir, torch.float32)
     with torch.no_grad():
         model.get_input_embeddings().weight.fill_(float("nan"))
     with pytest.raises(UserError, match="NaN/inf at step 1"):
-        train(model, tokenizer, examples, fast(), tmp_path / "ckpt", template)
+        train(model, tokenizer, examples, fast(), tmp_path / "ckpt", template, FP32)
 
 
 def test_packing_is_off_for_mamba_and_cpu_settings_are_safe(tmp_path: Path) -> None:
     tokenizer = train_tokenizer(["a b c d e f"] * 4, TokenizerParams(vocab_size=300, min_frequency=1))
     mamba = build_tiny(TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8, copying=False), tokenizer, 0)
     alpaca = make_template("alpaca", tokenizer)
-    config = sft_config(fast(sft={"packing": True}), tmp_path, mamba, alpaca)
+    config = sft_config(fast(sft={"packing": True}), tmp_path, mamba, alpaca, FP32)
     assert config.packing is False
-    assert config.bf16 is False and config.use_cpu  # no GPU here: precision auto falls back to fp32
+    assert config.bf16 is False and config.use_cpu
     assert config.activation_checkpointing is False and config.train_sampling_strategy == "batch_rebalance"
-    with pytest.raises(UserError, match="bf16"):
-        sft_config(fast(precision="bf16"), tmp_path, mamba, alpaca)
+    mixed = sft_config(fast(), tmp_path, mamba, alpaca, Choice(True, "bf16"))
+    assert mixed.bf16 is True and mixed.use_cpu  # bf16 autocast on the CPU
 
 
 def test_instruct_sets_its_own_trainer_options(base_dir: Path, template: Template, tmp_path: Path) -> None:
     # The same sft section as train's: anything train can set, instruct can (here, activation checkpointing).
-    model, _ = load_local(base_dir)
-    shipped = sft_config(section(InstructParams, "instruct"), tmp_path, model, template)
+    model, _ = load_local(base_dir, torch.float32)
+    shipped = sft_config(section(InstructParams, "instruct"), tmp_path, model, template, FP32)
     assert shipped.completion_only_loss is True and shipped.activation_checkpointing is False and shipped.num_train_epochs == 3
     instruct = section(InstructParams, "instruct", sft={"activation_checkpointing": True, "optim": "adafactor", "max_grad_norm": 0.5})
-    config = sft_config(instruct, tmp_path, model, template)
+    config = sft_config(instruct, tmp_path, model, template, FP32)
     assert config.activation_checkpointing is True and config.optim == "adafactor" and config.max_grad_norm == 0.5
     assert config.max_length == 1024 and config.train_sampling_strategy == "batch_rebalance"  # the rest as shipped
     # A value of the right type that SFTConfig itself refuses is a one-line error naming the section.
     with pytest.raises(UserError, match=r"^params.yaml: instruct.sft: .*save_steps"):
-        sft_config(section(InstructParams, "instruct", sft={"save_steps": 2.5}), tmp_path, model, template)
+        sft_config(section(InstructParams, "instruct", sft={"save_steps": 2.5}), tmp_path, model, template, FP32)
 
 
 def test_unloadable_model_id_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
