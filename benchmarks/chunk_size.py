@@ -5,7 +5,7 @@
 For each size the task is fetched and chunked as the pipeline does, MCQs are generated and cleaned (the task's
 teacher: offline by default), the chunks are embedded in a throw-away Chroma collection and each MCQ retrieves
 index.top_k chunks. Printed: chunks, median size, MCQs, recall@k of the MCQ's own chunk. Learning (fine-tuned vs
-base) needs a full `dvc repro` per size; see the README for what was measured.
+base) needs a full `dvc repro` per size; see docs/results/data-quality.md for what was measured.
 """
 
 from __future__ import annotations

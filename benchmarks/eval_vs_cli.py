@@ -9,7 +9,7 @@ runs once per model folder, as a user would:
 
 Both run `--rounds` times in turn (a busy spell of the machine slows both sides of a round alike). Checked:
 per-question correctness identical for every task; reported: wall times, the stage / CLI ratio of each round and
-their median (target <= 0.3 without retention, the CLI's work; README: Measured).
+their median (target <= 0.3 without retention, the CLI's work; figures in benchmarks/README.md and docs/results/evaluation-speed.md).
 
 `--mode scoring` (or `all`, both measurements) times the scoring alone, in this process: the same tasks and
 questions through `lm_eval.evaluator.evaluate` with lm-eval's plain `HFLM` and with
