@@ -46,7 +46,7 @@ REAL_PARAMS := \
 	-S train.sft.num_train_epochs=2 \
 	-S train.task_overrides.code.sft.num_train_epochs=2 \
 	-S train.task_overrides.research.sft.num_train_epochs=2 \
-	-S train.task_overrides.products.sft.num_train_epochs=1 \
+	-S +train.task_overrides.products.sft.num_train_epochs=1 \
 	-S generate.max_mcqs_per_task=160 \
 	-S evaluate.retention.limit=20
 
