@@ -63,6 +63,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# dvc.yaml's code deps (each stage's stages/ and perpetual/ files) from the imports; tests/test_dvc_deps.py checks them.
+.PHONY: deps
+deps: setup
+	$(BIN)/python scripts/code_deps.py
+
 bench: setup
 	$(BIN)/python benchmarks/pipeline_time.py
 

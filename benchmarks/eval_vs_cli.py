@@ -55,7 +55,7 @@ INPUTS = ["data/generated", "data/retrieved", "data/retention", "data/chunks", "
 
 def has_inputs(root: Path, task: str, model: str) -> bool:
     needed = [paths.mcqs(task), paths.retrieved(task), paths.chunks(task), paths.flashcard_groups(task),
-              paths.start_model(model) / "config.json", paths.trained_model(task, model) / "config.json"]
+              paths.base_model(model) / "config.json", paths.trained_model(task, model) / "config.json"]
     return all((root / path).exists() for path in needed)
 
 
@@ -77,7 +77,7 @@ def build_demo(root: Path) -> tuple[str, str]:
         mcq["answer"] = "ABCD"[gold]
     tokenizer = train_tokenizer(facts * 3, TokenizerParams(vocab_size=400, min_frequency=1))
     spec = TinyGemma(kind="tiny-gemma", hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32, intermediate_size=128, copying=False)
-    for folder, seed in ((paths.start_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
+    for folder, seed in ((paths.base_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
         model = build_tiny(spec, tokenizer, seed)
         model.save_pretrained(str(root / folder))
         tokenizer.save_pretrained(str(root / folder))
@@ -91,7 +91,7 @@ def build_demo(root: Path) -> tuple[str, str]:
     params = params_dict({
         "pipeline": {"tasks": ["demo"], "models": ["tiny"], "seed": 0},
         "fetch": {"sources": {"demo": {"kind": "local", "path": "src"}}},
-        "base": {"models": {"tiny": spec.model_dump()}},
+        "init": {"models": {"tiny": spec.model_dump()}},
         "train": {"task_overrides": {}},
     })
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -119,7 +119,7 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> float:
 
 
 def model_folders(root: Path, task: str, model: str) -> dict[str, Path]:
-    return {"base": root / paths.start_model(model), "fine-tuned": root / paths.trained_model(task, model)}
+    return {"base": root / paths.base_model(model), "fine-tuned": root / paths.trained_model(task, model)}
 
 
 def write_tasks(params, task: str, which: str, folder: Path, tokenizer, mcqs, retrieved, sources, target: Path) -> dict[str, tuple[str, str]]:

@@ -155,7 +155,7 @@ def agreement(first: Path, second: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2", help="a pretrained model of params.yaml base.models")
+    parser.add_argument("--model", default="smollm2", help="a pretrained model of params.yaml init.models")
     parser.add_argument("--task", default="products")
     parser.add_argument("--limit", type=int, default=40, help="MCQs scored (x 3 conditions x 2 formats)")
     parser.add_argument("--train-steps", type=int, default=4, help="optimizer steps per training measurement")
@@ -174,9 +174,9 @@ def main() -> None:
     from perpetual.models import load_pretrained
 
     params = load_params(REPO / "params.yaml")
-    spec = params.base.models[args.model]
+    spec = params.init.models[args.model]
     if not isinstance(spec, PretrainedModel):
-        sys.exit(f"error: base.models.{args.model} is not a pretrained model; this benchmark measures real ones")
+        sys.exit(f"error: init.models.{args.model} is not a pretrained model; this benchmark measures real ones")
     report: dict[str, Any] = {"model": args.model, "task": args.task, "threads": torch.get_num_threads(),
                               "bf16_hardware": bf16_hardware(), "cpu": cpu_name()}  # fmt: skip
     report["gemm_gflops"] = {name: round(gemm_gflops(dtype), 1) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}

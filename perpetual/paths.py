@@ -42,8 +42,9 @@ def retrieved(task: str) -> Path:
     return DATA / "retrieved" / f"{task}.jsonl"
 
 
-def base_model(model: str) -> Path:
-    return MODELS / f"base-{model}"
+def init_model(model: str) -> Path:
+    """What init@<model> builds or loads: a tiny model from scratch (tokenizer, copy lessons) or a pretrained one."""
+    return MODELS / f"init-{model}"
 
 
 def trained_model(task: str, model: str) -> Path:
@@ -73,13 +74,13 @@ def stage_metrics(stage: str, name: str) -> Path:
     return METRICS / stage / f"{name}.json"
 
 
-def start_model(model: str) -> Path:
+def base_model(model: str) -> Path:
     """The model evaluate@ scores as "base" and retention compares against: the one knowledge injection starts from.
 
-    Written by instruct@<model>: the instruction-tuned tiny model, or a copy of base when instruct.enabled is false.
+    Written by instruct@<model>: the instruction-tuned tiny model, or a copy of models/init-<model> when instruct.enabled is false.
     The one place the pipeline names it (dvc.yaml's train and evaluate deps name the same folder).
     """
-    return MODELS / f"start-{model}"
+    return MODELS / f"base-{model}"
 
 
 def retention_predictions(task: str, model: str) -> Path:

@@ -48,7 +48,7 @@ def main() -> None:
     instructions = (
         load_instructions(Path(settings.retention.path), settings.retention.limit) if settings.retention.enabled else []
     )
-    folders = {"base": paths.start_model(args.model), "fine-tuned": paths.trained_model(args.task, args.model)}
+    folders = {"base": paths.base_model(args.model), "fine-tuned": paths.trained_model(args.task, args.model)}
 
     template_name = params.train.for_task(args.task).template  # the format the model was taught in
     predictions: list[dict] = []

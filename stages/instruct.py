@@ -1,8 +1,8 @@
-"""instruct@<model>: the model knowledge injection starts from, saved to models/start-<model>/.
+"""instruct@<model>: the model knowledge injection starts from, saved to models/base-<model>/.
 
-With `instruct.enabled`, models/base-<model> is taught the Alpaca and letter-MCQ formats on a separate fictional
+With `instruct.enabled`, models/init-<model> is taught the Alpaca and letter-MCQ formats on a separate fictional
 world (data/instruct: world.md prose, alpaca.jsonl, mcq.jsonl), and with `instruct.reading` to answer from a passage
-of that world put in the context; otherwise (a model that is already instruction-tuned) the base is copied unchanged. Either way train@ and evaluate@ read one fixed folder, so the
+of that world put in the context; otherwise (a model that is already instruction-tuned) models/init-<model> is copied unchanged. Either way train@ and evaluate@ read one fixed folder, so the
 DVC graph does not depend on the setting.
 """
 
@@ -41,19 +41,19 @@ def main() -> None:
     args, params = stage_args(__doc__, model=True)
     params.check_sft()  # a misspelt SFTConfig option stops the stage before the model loads
     settings = params.instruct
-    base, target = paths.base_model(args.model), paths.start_model(args.model)
+    init, target = paths.init_model(args.model), paths.base_model(args.model)
 
     if not settings.enabled:
-        if not (base / "config.json").exists():
-            raise UserError(f"no model in {base}; run `dvc repro base@{args.model}` first")
+        if not (init / "config.json").exists():
+            raise UserError(f"no model in {init}; run `dvc repro init@{args.model}` first")
         with atomic_path(target) as tmp:
-            shutil.copytree(base, tmp, copy_function=link_or_copy)
-        write_json(paths.stage_metrics("instruct", args.model), {"enabled": False, "start_model": str(base)})
-        print(f"instruct {args.model}: disabled, {target} is a copy of {base}", file=sys.stderr)
+            shutil.copytree(init, tmp, copy_function=link_or_copy)
+        write_json(paths.stage_metrics("instruct", args.model), {"enabled": False, "copied_from": str(init)})
+        print(f"instruct {args.model}: disabled, {target} is a copy of {init}", file=sys.stderr)
         return
 
-    choice = choose(settings.precision, "instruct", local_config(base))
-    model, tokenizer = load_local(base, training_weights(choice))
+    choice = choose(settings.precision, "instruct", local_config(init))
+    model, tokenizer = load_local(init, training_weights(choice))
     kernels = report_kernels(model)
     # The format it teaches is the one knowledge injection trains and evaluation asks in: train.template.
     template = make_template(params.train.template, tokenizer, f"model {args.model!r}")

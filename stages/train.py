@@ -1,4 +1,4 @@
-"""train@<task>-<model>: knowledge injection into models/start-<model>, saved to models/<task>-<model>/.
+"""train@<task>-<model>: knowledge injection into models/base-<model>, saved to models/<task>-<model>/.
 
 Runs as one process (`python -m stages.train`) or many (`accelerate launch --config_file
 configs/accelerate/ddp.yaml -m stages.train ...`); only the main process writes outputs.
@@ -35,7 +35,7 @@ def main() -> None:
     cell = f"{args.task}-{args.model}"
 
     settings = params.train.for_task(args.task)
-    start = paths.start_model(args.model)
+    start = paths.base_model(args.model)
     choice = choose(settings.precision, "train", local_config(start))
     model, tokenizer = load_local(start, training_weights(choice))
     kernels = report_kernels(model)

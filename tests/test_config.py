@@ -284,7 +284,7 @@ def _settings(tree: dict, prefix: str = "") -> list[str]:
     keys = []
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
-        if dotted in ("fetch.sources", "base.models", "train.task_overrides"):
+        if dotted in ("fetch.sources", "init.models", "train.task_overrides"):
             keys.append(dotted)
         elif isinstance(value, dict) and value:
             keys.extend(_settings(value, dotted + "."))

@@ -1,4 +1,4 @@
-"""base.copying: the copy lessons' batches, their config, and that a tiny transformer learns to copy from them."""
+"""init.copying: the copy lessons' batches, their config, and that a tiny transformer learns to copy from them."""
 
 from __future__ import annotations
 
@@ -56,15 +56,15 @@ def test_a_two_layer_transformer_learns_to_copy_from_a_context_it_never_saw() ->
 
 
 def test_spans_longer_than_half_the_context_are_refused_naming_the_setting() -> None:
-    raw = params_dict({"base": {"copying": {"context_length": 10, "span_length": 8}}})
-    with pytest.raises(UserError, match=r"base\.copying.*2 \* span_length"):
+    raw = params_dict({"init": {"copying": {"context_length": 10, "span_length": 8}}})
+    with pytest.raises(UserError, match=r"init\.copying.*2 \* span_length"):
         parse_params(raw)
 
 
 def test_every_tiny_spec_says_whether_it_takes_the_lessons() -> None:
     raw = params_dict()
-    del raw["base"]["models"]["gemma"]["copying"]
-    with pytest.raises(UserError, match=r"base\.models\.gemma.*copying"):
+    del raw["init"]["models"]["gemma"]["copying"]
+    with pytest.raises(UserError, match=r"init\.models\.gemma.*copying"):
         parse_params(raw)
 
 
@@ -93,24 +93,24 @@ def test_lessons_start_from_a_few_distinct_tokens_and_double_them_up_to_the_whol
 
 
 def test_a_starting_vocabulary_needs_its_doubling_steps() -> None:
-    raw = params_dict({"base": {"copying": {"vocabulary": 32, "doubling_steps": 0}}})
-    with pytest.raises(UserError, match=r"base\.copying.*doubling_steps"):
+    raw = params_dict({"init": {"copying": {"vocabulary": 32, "doubling_steps": 0}}})
+    with pytest.raises(UserError, match=r"init\.copying.*doubling_steps"):
         parse_params(raw)
 
 
 def test_a_model_may_replace_fields_of_the_lessons_and_a_bad_replacement_is_named() -> None:
-    raw = params_dict({"base": {"models": {"gemma": {"copying": {"steps": 7, "context_length": 40}}}}})
+    raw = params_dict({"init": {"models": {"gemma": {"copying": {"steps": 7, "context_length": 40}}}}})
     params = parse_params(raw)
-    own = params.base.copying_for("gemma")
+    own = params.init.copying_for("gemma")
     assert own is not None and (own.steps, own.context_length) == (7, 40)
-    assert own.span_length == params.base.copying.span_length  # the rest as base.copying
-    raw = params_dict({"base": {"models": {"gemma": {"copying": {"context_length": 10}}}}})
+    assert own.span_length == params.init.copying.span_length  # the rest as init.copying
+    raw = params_dict({"init": {"models": {"gemma": {"copying": {"context_length": 10}}}}})
     with pytest.raises(UserError, match=r"base.*models\.gemma\.copying.*2 \* span_length"):
         parse_params(raw)
-    raw = params_dict({"base": {"models": {"gemma": {"copying": {"steps": -1}}}}})
+    raw = params_dict({"init": {"models": {"gemma": {"copying": {"steps": -1}}}}})
     with pytest.raises(UserError, match=r"models\.gemma\.copying\.steps: .*greater than or equal to 0"):
         parse_params(raw)
-    raw = params_dict({"base": {"models": {"gemma": {"copying": {"context_lenght": 10}}}}})
+    raw = params_dict({"init": {"models": {"gemma": {"copying": {"context_lenght": 10}}}}})
     with pytest.raises(UserError, match=r"context_lenght"):
         parse_params(raw)
-    assert parse_params(params_dict({"base": {"models": {"gemma": {"copying": False}}}})).base.copying_for("gemma") is None
+    assert parse_params(params_dict({"init": {"models": {"gemma": {"copying": False}}}})).init.copying_for("gemma") is None

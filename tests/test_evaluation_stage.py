@@ -34,7 +34,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = train_tokenizer(texts + ["### Instruction:\nSay hi.\n\n### Response:\nHi!"], TokenizerParams(vocab_size=300, min_frequency=1))
     spec = TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False)
     # Two different random models stand in for the starting ("base") and the fine-tuned model.
-    for folder, seed in ((paths.start_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
+    for folder, seed in ((paths.base_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
         model = build_tiny(spec, tokenizer, seed=seed)
         model.save_pretrained(str(root / folder))
         tokenizer.save_pretrained(str(root / folder))
@@ -49,7 +49,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = params_dict({
         "pipeline": {"tasks": ["demo"], "models": ["tiny"], "seed": 0},
         "fetch": {"sources": {"demo": {"kind": "local", "path": "src"}}},
-        "base": {"models": {"tiny": spec.model_dump()}},
+        "init": {"models": {"tiny": spec.model_dump()}},
         "train": {"task_overrides": {}},
         "evaluate": {"conditions": CONDITIONS, "batch_size": 4, "bootstrap_samples": 100, "retention": {"max_new_tokens": 6}},
     })  # fmt: skip

@@ -95,7 +95,7 @@ def project(root: Path, tokenizer, spec: dict, lora: dict) -> None:
     params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["m"]},
         "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
-        "base": {"models": {"m": spec}, "tokenizer": {"vocab_size": 300, "min_frequency": 1}},
+        "init": {"models": {"m": spec}, "tokenizer": {"vocab_size": 300, "min_frequency": 1}},
         "instruct": {"enabled": False},
         "train": {"method": "lora", "lora": lora, "replay": {"fraction": 0.0}, "task_overrides": {},
                   "sft": {"num_train_epochs": 1, "learning_rate": 1e-2, "per_device_train_batch_size": 2,
@@ -121,7 +121,7 @@ def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path
         spec = TINY[family]
     project(tmp_path, tokenizer, spec, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "auto"})
     monkeypatch.chdir(tmp_path)
-    for stage, args in (("stages.base", ["--model", "m"]), ("stages.instruct", ["--model", "m"]), ("stages.train", ["--task", "t", "--model", "m"])):
+    for stage, args in (("stages.init", ["--model", "m"]), ("stages.instruct", ["--model", "m"]), ("stages.train", ["--task", "t", "--model", "m"])):
         run_stage(stage, monkeypatch, *args)
     metrics = json.loads((tmp_path / "metrics/train/t-m.json").read_text())
     expected = {"tiny-mamba2": ["in_proj"], "tiny-gemma": None, "mamba-v1-pretrained": ["dt_proj", "in_proj", "x_proj"]}[family]
@@ -149,7 +149,7 @@ def prepared(root: Path, tokenizer, spec: dict, lora: dict, **train: object) -> 
         params["train"].update(train)
         (root / "params.yaml").write_text(yaml.safe_dump(params))
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    for stage, args in (("stages.base", ["--model", "m"]), ("stages.instruct", ["--model", "m"])):
+    for stage, args in (("stages.init", ["--model", "m"]), ("stages.instruct", ["--model", "m"])):
         subprocess.run([sys.executable, "-m", stage, *args], cwd=root, check=True, capture_output=True, env=env)
     return root
 
@@ -171,5 +171,5 @@ def test_a_missing_gguf_file_is_one_line_naming_it_and_the_files_there(tokenizer
     folder.mkdir()
     (folder / "other-model.Q4_K_M.gguf").write_bytes(b"GGUF")
     project(tmp_path, tokenizer, {"kind": "pretrained", "name_or_path": str(folder), "gguf_file": "llama.Q8_0.gguf"}, {"target_modules": "auto"})
-    line = one_line_error(tmp_path, "stages.base", "--model", "m")
-    assert "base.models.m.gguf_file: 'llama.Q8_0.gguf' is not in" in line and "other-model.Q4_K_M.gguf" in line
+    line = one_line_error(tmp_path, "stages.init", "--model", "m")
+    assert "init.models.m.gguf_file: 'llama.Q8_0.gguf' is not in" in line and "other-model.Q4_K_M.gguf" in line

@@ -22,10 +22,10 @@ def small_params() -> dict:
     params["fetch"]["sources"]["products"]["max_products"] = 40
     params["generate"]["max_mcqs_per_task"] = 40
     for name in params["pipeline"]["models"]:
-        params["base"]["models"][name].update({"hidden_size": 64, "num_hidden_layers": 1})
-    params["base"]["tokenizer"]["vocab_size"] = 512
-    params["base"]["copying"]["steps"] = 10  # the path runs; learning to copy is tests/test_copying.py's
-    for spec in params["base"]["models"].values():
+        params["init"]["models"][name].update({"hidden_size": 64, "num_hidden_layers": 1})
+    params["init"]["tokenizer"]["vocab_size"] = 512
+    params["init"]["copying"]["steps"] = 10  # the path runs; learning to copy is tests/test_copying.py's
+    for spec in params["init"]["models"].values():
         if isinstance(spec.get("copying"), dict):
             spec["copying"]["steps"] = 10
     params["train"]["sft"].update({"num_train_epochs": 1, "save_steps": 5})
@@ -85,9 +85,9 @@ def test_full_pipeline_writes_every_cell(project: tuple[Path, dict[str, str]]) -
     assert "| Task | Model | Template | n | Base model | Fine-tuned | RAG | Fine-tuned + RAG |" in table
     assert {row["template"] for row in rows} == {"alpaca"}
     assert (root / "metrics/results.png").stat().st_size > 0
-    copying = {name: spec["copying"] for name, spec in small_params()["base"]["models"].items() if "copying" in spec}
+    copying = {name: spec["copying"] for name, spec in small_params()["init"]["models"].items() if "copying" in spec}
     for name in small_params()["pipeline"]["models"]:
-        base = json.loads((root / f"metrics/base/{name}.json").read_text())
+        base = json.loads((root / f"metrics/init/{name}.json").read_text())
         assert ("copy_accuracy_after" in base) == bool(copying[name])
 
 

@@ -91,7 +91,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Any:
     params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["smollm2"]},
         "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
-        "base": {"models": {"smollm2": SMOLLM2}},
+        "init": {"models": {"smollm2": SMOLLM2}},
         "instruct": {"enabled": False},
         "train": {"template": "chat", "method": "full", "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "replay": {"fraction": 0.0},
                   "sft": {"num_train_epochs": 1, "learning_rate": 2e-5, "per_device_train_batch_size": 4,
@@ -104,18 +104,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Any:
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.chdir(root)
-    run_stage("stages.base", "--model", "smollm2")  # GGUF, dequantised, saved as safetensors
+    run_stage("stages.init", "--model", "smollm2")  # GGUF, dequantised, saved as safetensors
     run_stage("stages.instruct", "--model", "smollm2")  # already instruction-tuned: a copy
     yield root
     monkeypatch.undo()
 
 
 def test_gguf_becomes_a_plain_model_that_still_answers_in_its_chat_format(project: Path) -> None:
-    folder = project / "models/base-smollm2"
+    folder = project / "models/init-smollm2"
     config = json.loads((folder / "config.json").read_text())
     assert "quantization_config" not in config and config["model_type"] == "llama"
     assert (folder / "model.safetensors").is_file() and (folder / "chat_template.jinja").is_file()
-    info = json.loads((project / "metrics/base/smollm2.json").read_text())
+    info = json.loads((project / "metrics/init/smollm2.json").read_text())
     assert info["chat_template"] is True and 130e6 < info["parameters"] < 140e6
     model, tokenizer = load_local(folder, torch.float32)
     template = make_template("chat", tokenizer)

@@ -151,7 +151,7 @@ def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: 
     params = params_dict({
         "pipeline": {"tasks": ["products", "code"], "models": ["gemma"], "seed": 0},
         "fetch": {"sources": {"products": {"kind": "local", "path": "p"}, "code": {"kind": "local", "path": "c"}}},
-        "base": {"models": {"gemma": {"kind": "tiny-gemma", "copying": False}}},
+        "init": {"models": {"gemma": {"kind": "tiny-gemma", "copying": False}}},
         "train": {"task_overrides": {}},
     })
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -300,8 +300,20 @@ def test_catalogue_missing_file_and_bad_extension(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def hub_server() -> Iterator[tuple[str, list[str]]]:
-    """A loopback stand-in for the hub's dataset-info endpoint: every revision resolves to one fixed sha."""
+def hub_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[str]]]:
+    """A loopback stand-in for the hub's dataset-info endpoint: every revision resolves to one fixed sha.
+
+    Reached directly and online as far as huggingface_hub knows, whatever the shell exports: it reads HF_HUB_OFFLINE
+    (or TRANSFORMERS_OFFLINE) into a constant at import, so the constant is set, not only the environment; and its
+    HTTP client, which reads the proxy variables when built, is built afresh under this test's environment."""
+    import huggingface_hub.constants
+    from huggingface_hub.utils import close_session
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    close_session()
     requested: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -321,6 +333,7 @@ def hub_server() -> Iterator[tuple[str, list[str]]]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}", requested
     server.shutdown()
+    close_session()  # the next user builds its client under its own environment
 
 
 HUB_SHA = "0123abcd" * 5

@@ -74,7 +74,7 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]
     texts = [row["instruction"] + row["text"] for row in rows] + [json.dumps(MCQ), json.dumps(ALPACA)]
     tokenizer = train_tokenizer(texts, TokenizerParams(vocab_size=300, min_frequency=1))
     spec = TinyGemma(kind="tiny-llama", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False)
-    folder = tmp_path_factory.mktemp("base") / "base-tiny"
+    folder = tmp_path_factory.mktemp("base") / "init-tiny"
     build_tiny(spec, tokenizer, seed=0).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
@@ -269,8 +269,8 @@ def test_unloadable_model_id_is_a_user_error(tmp_path: Path, monkeypatch: pytest
 # ---------------------------------------------------------------- stages
 @pytest.fixture()
 def project(tmp_path: Path, base_dir: Path, rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A repository root with models/base-tiny, a task dataset, small instruct data and params.yaml."""
-    shutil.copytree(base_dir, tmp_path / "models" / "base-tiny")
+    """A repository root with models/init-tiny, a task dataset, small instruct data and params.yaml."""
+    shutil.copytree(base_dir, tmp_path / "models" / "init-tiny")
     datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "data/datasets/t"))
     instruct = tmp_path / "data" / "instruct"
     instruct.mkdir(parents=True)
@@ -280,7 +280,7 @@ def project(tmp_path: Path, base_dir: Path, rows: list[dict[str, Any]], monkeypa
     params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["tiny"]},
         "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
-        "base": {"models": {"tiny": {"kind": "tiny-llama", "copying": False}}},
+        "init": {"models": {"tiny": {"kind": "tiny-llama", "copying": False}}},
         "instruct": {"enabled": False, "sft": {"num_train_epochs": 1, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_length": 512}},
         "train": {**fast().model_dump(exclude={"lora", "replay"}), "replay": {"fraction": 0.2}},
     })
@@ -300,11 +300,11 @@ def run_stage(module: str, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
     importlib.import_module(module).main()
 
 
-def test_instruct_stage_copies_or_trains_the_start_model(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_instruct_stage_copies_or_trains_the_base_model(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_stage("stages.instruct", monkeypatch, "--model", "tiny")
-    start = project / "models" / "start-tiny"
-    for path in (project / "models" / "base-tiny").iterdir():
-        assert (start / path.name).read_bytes() == path.read_bytes(), "disabled: the start model is the base, unchanged"
+    start = project / "models" / "base-tiny"
+    for path in (project / "models" / "init-tiny").iterdir():
+        assert (start / path.name).read_bytes() == path.read_bytes(), "disabled: the base model is the base, unchanged"
     assert json.loads((project / "metrics/instruct/tiny.json").read_text())["enabled"] is False
 
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -313,7 +313,7 @@ def test_instruct_stage_copies_or_trains_the_start_model(project: Path, monkeypa
     run_stage("stages.instruct", monkeypatch, "--model", "tiny")
     metrics = json.loads((project / "metrics/instruct/tiny.json").read_text())
     assert metrics["enabled"] is True and metrics["rows"] == 4  # 2 world sections, 1 Alpaca, 1 MCQ
-    base, trained = weights(project / "models/base-tiny"), weights(start)
+    base, trained = weights(project / "models/init-tiny"), weights(start)
     assert any(not torch.equal(base[name], trained[name]) for name in base)
     assert not (project / "checkpoints" / "instruct-tiny").exists() or not any((project / "checkpoints" / "instruct-tiny").iterdir())
 

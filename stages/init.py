@@ -1,4 +1,4 @@
-"""base@<model>: the starting model, saved to models/base-<model>/.
+"""init@<model>: the model everything starts from (built from scratch or loaded), saved to models/init-<model>/.
 
 Tiny presets are built from a config with a byte-level BPE tokenizer trained on every task's chunks and the
 instruction data, then (`copying`) taught to copy from their context (perpetual/copying.py); a pretrained
@@ -14,7 +14,7 @@ from perpetual.config import InstructParams
 from perpetual.copying import teach_copying
 from perpetual.errors import exits_cleanly
 from perpetual.io import atomic_path, read_jsonl, write_json
-from perpetual.models import describe, make_base
+from perpetual.models import describe, make_init
 from perpetual.templates import ALPACA_TEMPLATE
 
 
@@ -31,19 +31,19 @@ def tokenizer_corpus(tasks: list[str], instruct: InstructParams) -> list[str]:
 def main() -> None:
     args, params = stage_args(__doc__, model=True)
 
-    spec = params.base.models[args.model]
+    spec = params.init.models[args.model]
     corpus = tokenizer_corpus(params.pipeline.tasks, params.instruct)
-    model, tokenizer = make_base(spec, corpus, params.base.tokenizer, params.pipeline.seed, args.model)
+    model, tokenizer = make_init(spec, corpus, params.init.tokenizer, params.pipeline.seed, args.model)
     lessons = {}
-    copying = params.base.copying_for(args.model)
+    copying = params.init.copying_for(args.model)
     if copying is not None:
         lessons = teach_copying(model, copying, params.pipeline.seed, args.model)
-    with atomic_path(paths.base_model(args.model)) as tmp:
+    with atomic_path(paths.init_model(args.model)) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
     info = {**describe(model, tokenizer), **lessons}
-    write_json(paths.stage_metrics("base", args.model), info)
-    print(f"base {args.model}: {info}", file=sys.stderr)
+    write_json(paths.stage_metrics("init", args.model), info)
+    print(f"init {args.model}: {info}", file=sys.stderr)
 
 
 if __name__ == "__main__":
