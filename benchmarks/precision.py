@@ -60,18 +60,19 @@ def measure_train(folder: Path, task: str, method: str, bf16: bool, steps: int) 
     import datasets
 
     from perpetual.models import load_local
+    from perpetual.rows import examples, from_record, replay_rows, select_rows
     from perpetual.templates import make_template
-    from perpetual.training import replay_rows, select_rows, train, training_examples
+    from perpetual.training import train
 
     params = load_params(REPO / "params.yaml")
     settings = params.train.for_task(task).model_copy(update={"method": method, "template": "chat", "resume": "never"})
     settings = settings.with_sft(max_steps=steps, save_steps=10**6, logging_steps=10**6)
     model, tokenizer = load_local(folder, torch.float32)
     template = make_template("chat", tokenizer, str(folder))
-    rows = list(datasets.load_from_disk(str(paths.dataset(task)))["train"])
-    examples = training_examples(select_rows(rows, settings, replay_rows(settings), int(settings.sft.seed)), template)
+    rows = [from_record(record) for record in datasets.load_from_disk(str(paths.dataset(task)))["train"]]
+    rendered = examples(select_rows(rows, settings, replay_rows(settings), int(settings.sft.seed)), template)
     with tempfile.TemporaryDirectory() as scratch:
-        _, summary = train(model, tokenizer, examples, settings, Path(scratch), template, Choice(bf16, "benchmark"))
+        _, summary = train(model, tokenizer, rendered, settings, Path(scratch), template, Choice(bf16, "benchmark"))
     return {"tokens_per_s": summary["tokens_per_s"], "seconds": summary["train_runtime_s"], "steps": summary["steps"]}
 
 

@@ -16,6 +16,7 @@ Without --train it scores models/base-<model> (what instruct@ wrote; --from anot
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -57,17 +58,18 @@ def train_start(params: Params, model_name: str, base_dir: Path, out: Path) -> d
     import shutil
 
     from perpetual.reading import reading_rows
-    from perpetual.training import instruct_rows, save_trained, train, training_examples
+    from perpetual.rows import examples, instruct_rows
+    from perpetual.training import save_trained, train
 
     params.check_sft()
     settings = params.instruct
     model, tokenizer = load_local(base_dir / f"init-{model_name}", torch.float32)
     template = make_template(params.train.template, tokenizer, model_name)
     rows = instruct_rows(settings) + reading_rows(settings, params.index.context_template, params.pipeline.seed)
-    examples = training_examples(rows, template)
+    rendered = examples(rows, template)
     scratch = out / f"checkpoints-{model_name}"
     shutil.rmtree(scratch, ignore_errors=True)
-    trainer, summary = train(model, tokenizer, examples, settings.model_copy(update={"resume": "never"}), scratch, template, Choice(False, "fp32"))
+    trainer, summary = train(model, tokenizer, rendered, settings.model_copy(update={"resume": "never"}), scratch, template, Choice(False, "fp32"))
     target = out / f"base-{model_name}"
     shutil.rmtree(target, ignore_errors=True)
     save_trained(trainer, target)
@@ -82,7 +84,7 @@ def world_items(params: Params) -> tuple[list[Any], dict[str, dict[str, Any]]]:
 
     settings = params.instruct.model_copy(update={"reading": params.instruct.reading.model_copy(update={"enabled": True, "counterfactual": 1.0, "formats": ["cloze"], "items_per_passage": 30})})
     rows = reading_rows(settings, params.index.context_template, params.pipeline.seed + 1000)
-    mcqs = [{**row, "mcq_id": f"w{index}"} for index, row in enumerate(rows)]
+    mcqs = [{**dataclasses.asdict(row), "options": list(row.options), "mcq_id": f"w{index}"} for index, row in enumerate(rows)]
     return mcqs, {mcq["mcq_id"]: {"contexts": [mcq["passage"]]} for mcq in mcqs}
 
 

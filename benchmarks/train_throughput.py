@@ -36,6 +36,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +53,17 @@ from perpetual.precision import Choice  # noqa: E402
 
 FP32 = Choice(False, "fp32: the figures in benchmarks/README.md were measured in it")
 from perpetual.records import Flashcard  # noqa: E402
+from perpetual.rows import Example, Question, Row, Text, examples, from_record  # noqa: E402
 from perpetual.templates import make_template  # noqa: E402
-from perpetual.training import build_trainer, training_examples  # noqa: E402
+from perpetual.training import build_trainer  # noqa: E402
 
 
-def training_rows(params: Params, task: str) -> tuple[list[dict[str, Any]], str]:
+def training_rows(params: Params, task: str) -> tuple[list[Row], str]:
     folder = REPO / paths.dataset(task)
     if (folder / "dataset_dict.json").exists():
         import datasets
 
-        return list(datasets.load_from_disk(str(folder))["train"]), str(folder.relative_to(REPO))
+        return [from_record(record) for record in datasets.load_from_disk(str(folder))["train"]], str(folder.relative_to(REPO))
     from perpetual.chunking import chunk_documents
     from perpetual.sources import fetch
     from perpetual.teacher.offline import OfflineTeacher
@@ -70,21 +72,21 @@ def training_rows(params: Params, task: str) -> tuple[list[dict[str, Any]], str]
     chunks, _ = chunk_documents(documents, params.chunk)
     cards = OfflineTeacher(params.pipeline.seed).generate(chunks, params.generate.flashcards_per_chunk, 0).flashcards
     flashcards = [Flashcard(chunk_id=c.chunk_id, question=c.question, answer=c.answer) for c in cards]
-    return interleave(chunks, flashcards), f"built from {params.fetch.source(task).model_dump().get('path')}"
+    return list(interleave(chunks, flashcards)), f"built from {params.fetch.source(task).model_dump().get('path')}"
 
 
-def starting_model(params: Params, model: str, rows: list[dict[str, Any]], scratch: Path) -> tuple[Path, str]:
+def starting_model(params: Params, model: str, rows: list[Row], scratch: Path) -> tuple[Path, str]:
     for folder in (REPO / paths.base_model(model), REPO / paths.init_model(model)):
         if (folder / "config.json").exists():
             return folder, str(folder.relative_to(REPO))
-    texts = [row["instruction"] + row["text"] for row in rows]
+    texts = [row.text if isinstance(row, Text) else row.instruction + row.answer for row in rows if isinstance(row, Text | Question)]
     built, tokenizer = make_init(params.init.models[model], texts, params.init.tokenizer, params.pipeline.seed, model)
     built.save_pretrained(str(scratch / "model"))
     tokenizer.save_pretrained(str(scratch / "model"))
     return scratch / "model", f"{model} from params.yaml, built here"
 
 
-def baseline_trainer(model: Any, tokenizer: Any, rows: list[dict[str, Any]], train: Any, output_dir: Path, checkpointing: bool) -> Any:
+def baseline_trainer(model: Any, tokenizer: Any, rows: Sequence[Example], train: Any, output_dir: Path, checkpointing: bool) -> Any:
     import datasets
     from trl import SFTConfig, SFTTrainer
 
@@ -161,10 +163,10 @@ def gpu_preset(args: argparse.Namespace, params: Params) -> None:
     words = " ".join(f"w{i % 97}" for i in range(args.seq_len * 2))
     ids = tokenizer(words)["input_ids"][: args.seq_len - 1]
     text = tokenizer.decode(ids)
-    rows = [{"type": "doc", "chunk_id": str(i), "instruction": "", "input": "", "text": text} for i in range(rows_per_step * args.steps)]
+    rows = [Text(str(i), str(text)) for i in range(rows_per_step * args.steps)]
     template = make_template("alpaca", tokenizer)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = build_trainer(model, tokenizer, training_examples(rows, template), stage, Path(scratch), template, Choice(True, "bf16 on the GPU"))
+        trainer = build_trainer(model, tokenizer, examples(rows, template), stage, Path(scratch), template, Choice(True, "bf16 on the GPU"))
         torch.cuda.reset_peak_memory_stats()
         result = trainer.train()
     dataset: Any = trainer.train_dataset
@@ -213,19 +215,19 @@ def main() -> None:
               f"steps of {stage.sft.per_device_train_batch_size}x{stage.sft.gradient_accumulation_steps} rows; threads {torch.get_num_threads()}")
         runs = {}
         template = make_template(stage.template, tokenizer)
-        rows = training_examples(rows, template)
+        rendered = examples(rows, template)
         if args.methods:  # e.g. SmolLM2: full fine-tuning vs LoRA, same rows, same trainer settings
             for method in args.methods.split(","):
                 model, tokenizer = load_local(folder, torch.float32)
                 settings = stage.model_copy(update={"method": method})
-                trainer = build_trainer(model, tokenizer, rows, settings, Path(scratch) / method, template, FP32)
+                trainer = build_trainer(model, tokenizer, rendered, settings, Path(scratch) / method, template, FP32)
                 measure(f"train stage, {method}", trainer, args.epochs, tokenizer.pad_token_id, with_loss=False)
             return
-        trainer = build_trainer(model, tokenizer, rows, stage, Path(scratch) / "stage", template, FP32)
+        trainer = build_trainer(model, tokenizer, rendered, stage, Path(scratch) / "stage", template, FP32)
         runs["stage"] = measure("train stage (batch_rebalance)", trainer, args.epochs, tokenizer.pad_token_id)
         for name, checkpointing in (("baseline (SFTConfig defaults)", True), ("baseline, checkpointing off", False)):
             model, tokenizer = load_local(folder, torch.float32)
-            trainer = baseline_trainer(model, tokenizer, rows, stage, Path(scratch) / name, checkpointing)
+            trainer = baseline_trainer(model, tokenizer, rendered, stage, Path(scratch) / name, checkpointing)
             runs[name] = measure(name, trainer, args.epochs, tokenizer.pad_token_id)
 
     stage_run, base, unchecked = runs["stage"], runs["baseline (SFTConfig defaults)"], runs["baseline, checkpointing off"]

@@ -1,8 +1,7 @@
 """The training set as the paper builds it: each chunk's raw text, then its flashcards.
 
-Rows are stored as content, not yet as prompts: `{type, chunk_id, instruction, input, text}` (a doc row's `text` is
-the chunk, a flashcard's `text` its answer). Training renders them in `train.template` (Alpaca or the model's own
-chat format, perpetual/templates.py) with the model's tokenizer, which assemble@<task> does not know.
+Rows are typed (perpetual/rows.py): a chunk's text is a `Text`, a flashcard a `Question`; training renders them in
+`train.template` with the model's tokenizer, which assemble@<task> does not know.
 
 `assemble.flashcard_holdout` leaves out the flashcards (never the raw text) of a seeded share of the chunks, so that
 evaluate@ can compare questions on chunks learned with flashcards against questions on chunks learned from raw text
@@ -13,30 +12,26 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any
 
 from perpetual.records import Chunk, Flashcard, Mcq, content_id
+from perpetual.rows import Question, Text, chunk_text
 
 
-def doc_row(chunk: Chunk) -> dict[str, Any]:
-    return {"type": "doc", "chunk_id": chunk["chunk_id"], "instruction": "", "input": "", "text": chunk["text"]}
+def flashcard_row(card: Flashcard) -> Question:
+    return Question(card["chunk_id"], card["question"], "", card["answer"])
 
 
-def qna_row(chunk_id: str, instruction: str, answer: str, input_text: str = "", row_type: str = "qna") -> dict[str, Any]:
-    return {"type": row_type, "chunk_id": chunk_id, "instruction": instruction, "input": input_text, "text": answer}
-
-
-def interleave(chunks: Sequence[Chunk], flashcards: Iterable[Flashcard], held_out: Collection[str] = ()) -> list[dict[str, Any]]:
+def interleave(chunks: Sequence[Chunk], flashcards: Iterable[Flashcard], held_out: Collection[str] = ()) -> list[Text | Question]:
     """Each chunk's raw text, then its flashcards; a chunk in `held_out` keeps its raw text but loses its flashcards."""
     by_chunk: dict[str, list[Flashcard]] = defaultdict(list)
     for card in flashcards:
         by_chunk[card["chunk_id"]].append(card)
-    rows = []
+    rows: list[Text | Question] = []
     for chunk in chunks:
-        rows.append(doc_row(chunk))
+        rows.append(chunk_text(chunk))
         if chunk["chunk_id"] in held_out:
             continue
-        rows.extend(qna_row(card["chunk_id"], card["question"], card["answer"]) for card in by_chunk[chunk["chunk_id"]])
+        rows.extend(flashcard_row(card) for card in by_chunk[chunk["chunk_id"]])
     return rows
 
 

@@ -1,28 +1,30 @@
 """Typed params: params.yaml is validated into these models when any stage starts.
 
-A misspelled key or a wrong type stops the stage with one line naming the key and what is allowed. `train.sft` and
-`instruct.sft` are TRL's SFTConfig options, passed through: the stages that train check them against the installed TRL
-(`check_sft`), since importing it takes seconds that the other stages need not spend.
+A misspelled key or a wrong type stops the stage with one line naming the key and what is allowed
+(perpetual/params_errors.py). `train.sft` and `instruct.sft` are TRL's SFTConfig options, passed through: the stages
+that train check them against the installed TRL (`Params.check_sft`, perpetual/sft_options.py), since importing it
+takes seconds that the other stages need not spend.
+
+No field has a default: every setting is written in params.yaml. The only fields that may be left out are those whose
+absence means "none": a catalogue's `path` or `hf_dataset` and a pretrained model's `name_or_path` or `package` (exactly
+one of each pair), `hf_revision` and `revision` (the default branch), `gguf_file` (no GGUF), and a tiny model's own
+copy lessons (`CopyingOverrides`: a field left out is init.copying's).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import enum
-import functools
-import re
 import string
-import typing
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from perpetual.errors import UserError
+from perpetual.mappings import deep_merge
+from perpetual.params_errors import describe, problem, union_tags
+from perpetual.sft_options import PERPETUAL_OWNED, check_sft
 
 # The number format a stage runs a model in (perpetual/precision.py decides what auto means on this machine).
 Precision = Literal["auto", "bf16", "fp32"]
@@ -40,19 +42,18 @@ class PipelineParams(Strict):
 
 
 # ---------------------------------------------------------------- fetch
-# A project's tests assert what its code does, in fixtures and mocks: questions from them test the tests. Left out
-# unless a source's `exclude` says otherwise.
-TEST_FILES = ["**/tests", "**/test_*.py", "**/*_test.py", "**/conftest.py"]
-
-
 class LocalSource(Strict):
-    """A folder on disk (or a git checkout): files matching `include` become documents."""
+    """A folder on disk (or a git checkout): files matching `include` and not `exclude` become documents.
+
+    A project's tests assert what its code does, in fixtures and mocks: questions from them would test the tests, so
+    the shipped code source excludes them.
+    """
 
     kind: Literal["local"]
     path: str
-    include: list[str] = ["**/*"]
-    exclude: list[str] = TEST_FILES
-    language: Literal["python", "markdown", "text"] = "text"
+    include: list[str]
+    exclude: list[str]
+    language: Literal["python", "markdown", "text"]
 
 
 class GitSource(Strict):
@@ -61,9 +62,9 @@ class GitSource(Strict):
     kind: Literal["git"]
     url: str
     commit: str = Field(min_length=7)
-    include: list[str] = ["**/*.py"]
-    exclude: list[str] = TEST_FILES
-    language: Literal["python", "markdown", "text"] = "python"
+    include: list[str]
+    exclude: list[str]
+    language: Literal["python", "markdown", "text"]
 
 
 class PapersSource(Strict):
@@ -75,40 +76,43 @@ class PapersSource(Strict):
 
     kind: Literal["papers"]
     path: str
-    drop_references: bool = True
-    drop_appendices: bool = False
+    drop_references: bool
+    drop_appendices: bool
 
 
 class CatalogueSource(Strict):
     """A product catalogue: a local CSV/JSONL/Parquet file, or a Hugging Face dataset id (`hf_dataset`).
 
-    `hf_revision` pins the dataset (a branch, tag or commit sha); either way the commit it resolved to is recorded
-    in metrics/fetch/<task>.json, so `dvc metrics diff` shows when a rerun read different data.
+    `hf_revision` pins the dataset (a branch, tag or commit sha; none: the default branch); either way the commit it
+    resolved to is recorded in metrics/fetch/<task>.json, so `dvc metrics diff` shows when a rerun read different
+    data. `hf_split` is written with `hf_dataset`, and only with it.
     """
 
     kind: Literal["catalogue"]
     path: str | None = None
     hf_dataset: str | None = None
-    hf_split: str = "train"
+    hf_split: str | None = None
     hf_revision: str | None = None
-    id_field: str = "product_id"
-    text_fields: list[str] = ["title", "description"]
-    max_products: int | None = Field(default=None, ge=1)
+    id_field: str
+    text_fields: list[str]
+    max_products: int | None = Field(ge=1)
     # A line that does not parse (CSV with too many fields, JSONL that is not a JSON object): skipped and counted
     # in metrics/fetch/<task>.json, or the stage stops naming it.
-    on_malformed: Literal["skip", "error"] = "skip"
+    on_malformed: Literal["skip", "error"]
 
     @model_validator(mode="after")
     def exactly_one_location(self) -> CatalogueSource:
         if (self.path is None) == (self.hf_dataset is None):
             raise ValueError("set exactly one of `path` (a local file) or `hf_dataset` (a hub id)")
+        if (self.hf_split is None) != (self.hf_dataset is None):
+            raise ValueError("`hf_split` (e.g. train) goes with `hf_dataset`, and only with it")
         return self
 
 
 Source = LocalSource | GitSource | PapersSource | CatalogueSource
 OnDiskSource = Annotated[LocalSource | PapersSource | CatalogueSource, Field(discriminator="kind")]
 RemoteSource = Annotated[GitSource | CatalogueSource, Field(discriminator="kind")]
-ON_DISK_KINDS, REMOTE_KINDS = {"local", "papers", "catalogue"}, {"git", "catalogue"}
+ON_DISK_KINDS, REMOTE_KINDS = union_tags(OnDiskSource), union_tags(RemoteSource)
 
 
 class FetchParams(Strict):
@@ -210,25 +214,25 @@ class AssembleParams(Strict):
 # ---------------------------------------------------------------- models
 class TinyMamba2(Strict):
     kind: Literal["tiny-mamba2"]
-    hidden_size: int = 128
-    num_hidden_layers: int = 2
-    head_dim: int = 32
-    state_size: int = 32
-    expand: int = 2
-    n_groups: int = 1
-    chunk_size: int = 64
+    hidden_size: int
+    num_hidden_layers: int
+    head_dim: int
+    state_size: int
+    expand: int
+    n_groups: int
+    chunk_size: int
     copying: bool | CopyingOverrides  # init.copying's lessons first (perpetual/copying.py); a mapping: its own
 
 
 class TinyGemma(Strict):
     kind: Literal["tiny-gemma", "tiny-llama"]
-    hidden_size: int = 128
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 1
-    head_dim: int = 32
-    intermediate_size: int = 512
-    max_position_embeddings: int = 2048
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int
+    max_position_embeddings: int
     copying: bool | CopyingOverrides  # init.copying's lessons first (perpetual/copying.py); a mapping: its own
 
 
@@ -245,7 +249,7 @@ class PretrainedModel(Strict):
     package: str | None = None
     gguf_file: str | None = None
     revision: str | None = None
-    trust_remote_code: bool = False
+    trust_remote_code: bool
 
     @model_validator(mode="after")
     def exactly_one_location(self) -> PretrainedModel:
@@ -346,39 +350,9 @@ class ReplayParams(Strict):
     fraction: float = Field(ge=0, lt=1)
 
 
-SFT_CONFIG_DOCS = "https://huggingface.co/docs/trl/sft_trainer#trl.SFTConfig"
-
-# SFTConfig fields perpetual sets itself, with why; params.yaml may not set them.
-PERPETUAL_OWNED = {
-    "output_dir": "checkpoints/<cell>/<run key>, chosen by the stage",
-    "resume_from_checkpoint": "<section>.resume decides whether a run continues from its last checkpoint",
-    "save_strategy": "checkpoints are written every save_steps, for <section>.resume",
-    "save_total_limit": "only the last checkpoint serves a resume (the folder is removed after training)",
-    "report_to": "the stages log the loss curve to dvclive themselves",
-    "logging_nan_inf_filter": "the NaN/inf guard needs the loss as it is (the filter logs a NaN loss as 0)",
-    "include_num_input_tokens_seen": "tokens_per_s in metrics/<stage>/<cell>.json counts non-padding tokens",
-    "eos_token": "train.template decides how an answer ends (the chat template's end-of-turn token, or EOS)",
-    "chat_template_path": "train.template: chat uses the model's own chat template",
-    "dataset_text_field": "the rows are prompt/completion pairs built by perpetual",
-    "bf16": "<section>.precision decides (auto: bf16 where the hardware has bf16 matrix units and it pays)",
-    "fp16": "<section>.precision decides (auto: bf16 where the hardware has bf16 matrix units and it pays, else fp32)",
-    "use_cpu": "the CPU trains when no CUDA device is present",
-}
-
-# perpetual's names before the training options became SFTConfig's own (an old params.yaml gets a hint).
-RENAMED = {
-    "epochs": "num_train_epochs",
-    "lr_scheduler": "lr_scheduler_type",
-    "warmup_ratio": "warmup_steps",
-    "batch_size": "per_device_train_batch_size",
-    "sampling": "train_sampling_strategy",
-    "loss": "completion_only_loss",
-    "gradient_checkpointing": "activation_checkpointing",
-}
-
-
 class SftSection(BaseModel):
-    """TRL's SFTConfig options, passed to SFTConfig as they are: any of its fields, by its own names (SFT_CONFIG_DOCS).
+    """TRL's SFTConfig options, passed to SFTConfig as they are: any of its fields, by its own names
+    (perpetual/sft_options.py SFT_CONFIG_DOCS).
 
     The fields declared here must be written (their types are SFTConfig's): params.yaml decides them, not TRL's
     defaults, which would turn activation checkpointing on, completion-only loss on for prompt/completion rows, and
@@ -430,19 +404,6 @@ class TrainingParams(Strict):
     resume: Literal["auto", "never"]
     sft: SftSection
 
-    def with_sft(self, **options: Any) -> Self:
-        """A copy with some SFTConfig options changed (benchmarks, tests)."""
-        return self.model_validate({**self.model_dump(), "sft": {**self.sft.model_dump(), **options}})
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` merged into `base`, mapping into mapping (a task override may change one SFTConfig option)."""
-    merged = dict(base)
-    for key, value in override.items():
-        both = isinstance(value, dict) and isinstance(base.get(key), dict)
-        merged[key] = _merge(base[key], value) if both else value
-    return merged
-
 
 class TrainParams(TrainingParams):
     section: ClassVar[str] = "train"
@@ -470,11 +431,11 @@ class TrainParams(TrainingParams):
         override = self.task_overrides.get(task, {})
         if not override:
             return self
-        merged = {**_merge(self.model_dump(), override), "task_overrides": {}}
+        merged = {**deep_merge(self.model_dump(), override), "task_overrides": {}}
         try:
             return TrainParams.model_validate(merged)
         except ValidationError as error:
-            raise ValueError(f"train.task_overrides.{task}.{_problem(error.errors()[0])}") from None
+            raise ValueError(f"train.task_overrides.{task}.{problem(error.errors()[0], self.section)}") from None
 
 
 class ReadingParams(Strict):
@@ -505,15 +466,6 @@ class InstructParams(TrainingParams):
     alpaca: str
     mcq: str
     reading: ReadingParams
-
-
-def _problem(error: Any) -> str:
-    """One pydantic error as `key: what is wrong` (the key relative to the model validated)."""
-    key = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "perpetual_owned":
-        reason = error["ctx"]["reason"].replace("<section>", "train")
-        return f"{key}.{error['ctx']['key']}: set by perpetual, not params.yaml ({reason}); remove it"
-    return f"{key}: {error['msg']}"
 
 
 # ---------------------------------------------------------------- index / retrieval
@@ -557,10 +509,16 @@ class EvaluateParams(Strict):
     # 8 took 20-25% less time than 32 on the default cells, with identical predictions.
     batch_size: int = Field(ge=1)
     limit: int | None = Field(ge=1)
-    bootstrap_samples: int = Field(ge=100)
-    alpha: float = Field(gt=0, lt=1)
     precision: Precision  # perpetual/precision.py: bf16 weights for scoring and retention where it pays
     retention: RetentionParams
+
+
+# ---------------------------------------------------------------- analysis
+class AnalysisParams(Strict):
+    """The statistics of a cell, computed from its predictions (analysis@<task>-<model>)."""
+
+    bootstrap_samples: int = Field(ge=100)  # resamples for the 95% percentile-bootstrap CI
+    alpha: float = Field(gt=0, lt=1)  # significance level of the paired tests ("learned", "improved")
 
 
 class Params(Strict):
@@ -574,6 +532,7 @@ class Params(Strict):
     train: TrainParams
     index: IndexParams
     evaluate: EvaluateParams
+    analysis: AnalysisParams
 
     @model_validator(mode="after")
     def every_task_and_model_is_defined(self) -> Params:
@@ -611,108 +570,8 @@ class Params(Strict):
         check_sft(self.instruct.sft.model_dump(), "instruct.sft")
 
 
-# ---------------------------------------------------------------- SFTConfig options
-@functools.cache
-def _sft_fields() -> tuple[dict[str, tuple[TypeAdapter[Any] | None, list[Any] | None, str]], dict[str, str]]:
-    """The installed SFTConfig's fields as {name: (a validator of its type, its choices, the type in words)}, and its deprecated fields
-    as {name: what its help says} (transformers marks `gradient_checkpointing` a deprecated alias of
-    `activation_checkpointing`; TRL redeclares it with a default of its own, so its parents are read too)."""
-    from trl import SFTConfig  # seconds to import: only the stages that train get here
-
-    hints = typing.get_type_hints(SFTConfig)
-    fields: dict[str, tuple[TypeAdapter[Any] | None, list[Any] | None, str]] = {}
-    for field in dataclasses.fields(SFTConfig):
-        try:
-            adapter: TypeAdapter[Any] | None = TypeAdapter(hints[field.name], config=ConfigDict(arbitrary_types_allowed=True))
-        except Exception:  # a type pydantic cannot check: SFTConfig checks the value itself
-            adapter = None
-        choices = field.metadata.get("choices")
-        enums = [arg for arg in typing.get_args(hints[field.name]) if isinstance(arg, type) and issubclass(arg, enum.Enum)]
-        if choices is None and len(enums) == 1:  # `SchedulerType | str`: the str must be one of the enum's values
-            choices = [member.value for member in enums[0]]
-        wanted = getattr(hints[field.name], "__name__", None) or str(hints[field.name]).replace("typing.", "")
-        fields[field.name] = (adapter, list(choices) if choices is not None else None, wanted)
-    deprecated = {
-        field.name: " ".join(field.metadata.get("help", "").split())
-        for parent in reversed(SFTConfig.__mro__)
-        if dataclasses.is_dataclass(parent)
-        for field in dataclasses.fields(parent)
-        if field.metadata.get("help", "").lstrip().lower().startswith("deprecated")
-    }
-    return fields, deprecated
-
-
-def check_sft(options: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """`options` (one sft section, `where` names it) checked against the installed TRL's SFTConfig: each key must be
-    one of its fields and not a deprecated one, each value must fit the field's type and choices. Returns the values
-    as the field's type reads them (YAML 1.1 reads 1e-3 as a string; it becomes 0.001); a problem is a one-line
-    UserError naming the key."""
-    fields, deprecated = _sft_fields()
-    checked: dict[str, Any] = {}
-    for key, value in options.items():
-        name = f"{where}.{key}"
-        if key in deprecated:
-            alias = re.search(r"alias of `(\w+)`", deprecated[key])
-            instead = f"; write '{where}.{alias.group(1)}' instead" if alias else ""
-            raise UserError(f"params.yaml: '{name}' is deprecated in the installed transformers/TRL ({deprecated[key]}){instead}")
-        if key not in fields:
-            guess = RENAMED.get(key) or next(iter(difflib.get_close_matches(key, list(fields), n=1)), None)
-            hint = f"did you mean '{where}.{guess}'?" if guess else f"see the options at {SFT_CONFIG_DOCS}"
-            raise UserError(f"params.yaml: unknown key '{name}', not an option of TRL's SFTConfig ({hint})")
-        adapter, choices, wanted = fields[key]
-        if adapter is not None:
-            try:
-                value = adapter.validate_python(value)
-            except ValidationError as error:
-                shown = repr(options[key])
-                shown = shown if len(shown) <= 60 else shown[:57] + "..."
-                message = error.errors()[0]["msg"]
-                raise UserError(f"params.yaml: '{name}'={shown} is invalid: {message} (SFTConfig's type: {wanted})") from None
-        if choices is not None and isinstance(value, str) and value not in choices:
-            raise UserError(f"params.yaml: '{name}'={value!r} is invalid: SFTConfig allows {choices}")
-        checked[key] = value
-    return checked
-
-
-_UNION_TAGS = {"local", "git", "papers", "catalogue", "tiny-mamba2", "tiny-gemma", "tiny-llama", "pretrained"}
-
-
-def _key(location: tuple[int | str, ...]) -> str:
-    # pydantic puts the union tag (e.g. 'catalogue') in the location; the user never wrote it as a key.
-    parts = [str(part) for part in location if not str(part).startswith("function-after")]
-    return ".".join(part for index, part in enumerate(parts) if not (index >= 3 and part in _UNION_TAGS))
-
-
-def _describe(error: ValidationError, source: Path) -> str:
-    errors = error.errors()
-    # A misspelt key also leaves the right one missing: name the misspelling, and suggest the missing key.
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    key, kind = _key(first["loc"]), first["type"]
-    if kind == "extra_forbidden":
-        parent = key.rsplit(".", 1)[0] if "." in key else ""
-        missing = [_key(e["loc"]) for e in errors if e["type"] == "missing" and _key(e["loc"]).rsplit(".", 1)[0] == parent]
-        close = difflib.get_close_matches(key, missing, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"see the allowed keys under '{parent or 'top level'}' in README.md"
-        last = key.rsplit(".", 1)[-1]
-        if parent in {"train", "instruct"} and (last in RENAMED or last in SftSection.model_fields):
-            hint = f"did you mean '{parent}.sft.{RENAMED.get(last, last)}'? the training options are TRL's SFTConfig fields, under sft"
-        return f"{source}: unknown key '{key}'; check its spelling ({hint})"
-    if kind == "perpetual_owned":
-        reason = first["ctx"]["reason"].replace("<section>", key.split(".")[0])
-        return f"{source}: '{key}.{first['ctx']['key']}' is set by perpetual, not params.yaml ({reason}); remove it"
-    if kind == "missing":
-        return f"{source}: missing required key '{key}'; every setting is written in params.yaml (see the shipped one)"
-    if kind in {"union_tag_invalid", "union_tag_not_found"}:
-        return f"{source}: '{key}' {first['msg']}"
-    if kind == "value_error":
-        where = f"'{key}': " if key else ""
-        return f"{source}: {where}{first['msg'].removeprefix('Value error, ')}"
-    shown = repr(first.get("input"))
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    where = f"'{key}'" if key else "params"
-    extra = f" ({len(error.errors()) - 1} more problem(s))" if len(error.errors()) > 1 else ""
-    return f"{source}: {where}={shown} is invalid: {first['msg']}{extra}"
+# The tags of the discriminated unions: pydantic puts them in an error's location, where the user never wrote them.
+UNION_TAGS = union_tags(OnDiskSource, RemoteSource, ModelSpec)
 
 
 def parse_params(raw: object, source: Path = Path("params.yaml")) -> Params:
@@ -721,7 +580,7 @@ def parse_params(raw: object, source: Path = Path("params.yaml")) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
-        raise UserError(_describe(error, source)) from None
+        raise UserError(describe(error, source, Params, UNION_TAGS)) from None
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:

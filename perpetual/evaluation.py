@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from perpetual.conditions import BY_NAME, ContextKind
 from perpetual.errors import UserError
 from perpetual.mcq_format import Rendered, render
-from perpetual.records import Mcq
+from perpetual.records import FIT_FLAGS, Mcq
 from perpetual.templates import Template
 
 if TYPE_CHECKING:
@@ -264,10 +264,6 @@ def score(lm: Any, configs: list[dict[str, Any]]) -> dict[str, list[dict[str, An
     return {name: rows_from_samples(samples) for name, samples in output["samples"].items()}
 
 
-# Per question: its context was shortened to fit; its prompt is still over the max length (lm-eval cuts its start).
-FIT_FLAGS = ("context_shortened", "truncated")
-
-
 def rows_from_samples(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """lm-eval's logged samples as prediction rows, in document order."""
     rows = []
@@ -290,116 +286,3 @@ def rows_from_samples(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, An
             }
         )
     return rows
-
-
-def cells_from_predictions(predictions: Sequence[Mapping[str, Any]], bootstrap_samples: int, seed: int, alpha: float) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every metric of the table from the per-question predictions alone: condition -> format -> fields.
-
-    acc/acc_norm with a bootstrap CI; an exact McNemar test against the condition's reference, and its verdict
-    (e.g. `learned`: fine-tuned beat base); knowledge consistency with the reference where the table asks for it;
-    how many contexts were shortened to fit and how many prompts lm-eval still cuts (when the rows carry them).
-    """
-    from perpetual.statistics import bootstrap_ci, knowledge_consistency, mcnemar_exact
-
-    outcomes: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for row in predictions:
-        outcomes.setdefault((row["condition"], row["format"]), []).append(row)
-    cells: dict[str, dict[str, dict[str, Any]]] = {}
-    for (condition, fmt), rows in sorted(outcomes.items()):
-        correct = [row["acc"] for row in rows]
-        low, high = bootstrap_ci(correct, bootstrap_samples, seed, alpha)
-        cell: dict[str, Any] = {
-            "n": len(rows),
-            "acc": round(sum(correct) / len(rows), 4),
-            "acc_norm": round(sum(row["acc_norm"] for row in rows) / len(rows), 4),
-            "ci_low": low,
-            "ci_high": high,
-        }
-        for key in FIT_FLAGS:
-            if all(key in row for row in rows):
-                cell[key] = sum(bool(row[key]) for row in rows)
-        spec = BY_NAME[condition]
-        if spec.reference and (spec.reference, fmt) in outcomes:
-            paired = _pair(outcomes[(spec.reference, fmt)], rows)
-            test = mcnemar_exact([a["acc"] for a, _ in paired], [b["acc"] for _, b in paired])
-            cell["p_value_vs_" + spec.reference] = test["p_value"]
-            if spec.verdict:
-                cell[spec.verdict] = bool(test["only_second"] > test["only_first"] and test["p_value"] < alpha)
-            if spec.consistency:
-                consistency = knowledge_consistency([a["loglikelihoods"] for a, _ in paired], [b["loglikelihoods"] for _, b in paired])
-                cell[f"spearman_vs_{spec.reference}"] = consistency["spearman"]
-                cell[f"kl_vs_{spec.reference}"] = consistency["kl"]
-        cells.setdefault(condition, {})[fmt] = cell
-    return cells
-
-
-def _pair(first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-    """Rows of two conditions matched by question id (a paired test must compare the same questions)."""
-    by_id = {row["mcq_id"]: row for row in first}
-    paired = [(by_id[row["mcq_id"]], row) for row in second if row["mcq_id"] in by_id]
-    if len(paired) != len(second) or len(paired) != len(first):
-        raise ValueError("paired conditions must cover the same questions")
-    return paired
-
-
-PERMUTATIONS = 9999  # random splits when there are more: the p-value's resolution is about 1e-4
-
-
-def flashcard_comparison(
-    predictions: Sequence[Mapping[str, Any]], chunk_of: Mapping[str, str], groups: Mapping[str, Sequence[str]], seed: int, alpha: float
-) -> dict[str, Any]:
-    """Do the flashcards add anything? Per format, MCQs on chunks trained with their flashcards against MCQs on
-    chunks whose flashcards assemble.flashcard_holdout left out (raw text only), for the fine-tuned model, with base
-    as the reference.
-
-    The groups are different questions, so no paired test applies; each question has a base and a fine-tuned
-    outcome, so the measure is the learning gain (fine-tuned correct - base correct, per question), whose group
-    means are compared: base accuracy differs between the groups by chance (some questions are easier to guess),
-    and the gain takes that out where fine-tuned accuracy alone (Fisher's exact test on it) would count it as an
-    effect of the flashcards. Chunks, not questions, were drawn into the groups, so the test permutes chunks
-    (`statistics.cluster_permutation`, seeded). `flashcards_helped`: the gain is larger with flashcards at p < alpha.
-    MCQs of chunks in neither group (no flashcards from the teacher) are left out. Empty when a group or the base or
-    fine-tuned condition is missing.
-    """
-    from perpetual.statistics import cluster_permutation
-
-    group_of = {chunk_id: group for group in ("with_flashcards", "raw_only") for chunk_id in groups.get(group, [])}
-    outcomes: dict[tuple[str, str], dict[str, float]] = {}
-    for row in predictions:
-        if row["condition"] in ("base", "fine-tuned"):
-            outcomes.setdefault((row["condition"], row["format"]), {})[row["mcq_id"]] = float(row["acc"])
-    result: dict[str, Any] = {}
-    for fmt in sorted({fmt for _, fmt in outcomes}):
-        base, tuned = outcomes.get(("base", fmt)), outcomes.get(("fine-tuned", fmt))
-        if base is None or tuned is None:
-            continue
-        # group -> chunk -> [(base, fine-tuned)] for each of its questions
-        by_chunk: dict[str, dict[str, list[tuple[float, float]]]] = {"with_flashcards": {}, "raw_only": {}}
-        for mcq_id, tuned_correct in sorted(tuned.items()):
-            chunk_id = chunk_of.get(mcq_id, "")
-            if chunk_id in group_of and mcq_id in base:
-                by_chunk[group_of[chunk_id]].setdefault(chunk_id, []).append((base[mcq_id], tuned_correct))
-        if not by_chunk["with_flashcards"] or not by_chunk["raw_only"]:
-            continue
-        cell: dict[str, Any] = {}
-        for group, chunks in by_chunk.items():
-            pairs = [pair for questions in chunks.values() for pair in questions]
-            base_acc, tuned_acc = sum(b for b, _ in pairs) / len(pairs), sum(t for _, t in pairs) / len(pairs)
-            cell[group] = {
-                "n": len(pairs),
-                "chunks": len(chunks),
-                "acc_fine_tuned": round(tuned_acc, 4),
-                "acc_base": round(base_acc, 4),
-                "gain": round(tuned_acc - base_acc, 4),
-            }
-        test = cluster_permutation(
-            [[t - b for b, t in questions] for questions in by_chunk["with_flashcards"].values()],
-            [[t - b for b, t in questions] for questions in by_chunk["raw_only"].values()],
-            PERMUTATIONS,
-            seed,
-        )
-        cell["gain_difference"] = test["difference"]
-        cell["p_value"] = test["p_value"]
-        cell["flashcards_helped"] = bool(test["difference"] is not None and test["difference"] > 0 and test["p_value"] is not None and test["p_value"] < alpha)
-        result[fmt] = cell
-    return result

@@ -14,21 +14,15 @@ gets those right. The cloze completion copies the rest of the passage too, a les
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from perpetual.config import InstructParams
-from perpetual.errors import UserError
 from perpetual.records import LETTERS, Chunk, content_id
-from perpetual.teacher.offline import _CONTEXT_CHARS, Statement, _source_name, _subject, _tail, extract_statements
+from perpetual.rows import Reading, read_world, world_sections
 from perpetual.teacher.quality import mentions
-
-
-def world_sections(markdown: str) -> list[str]:
-    """The world's Markdown sections, heading kept with its text: the passages perpetual.training.world_rows trains on."""
-    return [part.strip() for part in re.split(r"\n(?=#)", markdown) if part.strip()]
+from perpetual.teacher.statements import CONTEXT_CHARS, Statement, extract_statements, source_name, subject, tail
 
 
 def world_chunks(sections: list[str], source: str) -> list[Chunk]:
@@ -39,22 +33,19 @@ def world_chunks(sections: list[str], source: str) -> list[Chunk]:
     ]
 
 
-def reading_rows(params: InstructParams, context_template: str, seed: int) -> list[dict[str, Any]]:
+def reading_rows(params: InstructParams, context_template: str, seed: int) -> list[Reading]:
     """`instruct.reading.items_per_passage` items per section of `instruct.world`, each as one row per format in
     `instruct.reading.formats`; the same rows for the same world, settings and seed."""
     settings = params.reading
     if not settings.enabled:
         return []
-    world = Path(params.world)
-    if not world.exists():
-        raise UserError(f"instruct.world: {world} does not exist; point it at the instruction world's prose")
-    chunks = world_chunks(world_sections(world.read_text(encoding="utf-8")), str(world))
+    chunks = world_chunks(world_sections(read_world(params.world)), str(Path(params.world)))
     statements = {chunk["chunk_id"]: extract_statements(chunk) for chunk in chunks}
     pool: dict[str, set[str]] = defaultdict(set)
     for found in statements.values():
         for statement in found:
             pool[statement.kind].add(statement.answer)
-    rows: list[dict[str, Any]] = []
+    rows: list[Reading] = []
     for chunk in chunks:
         found = statements[chunk["chunk_id"]]
         if not found:
@@ -65,7 +56,7 @@ def reading_rows(params: InstructParams, context_template: str, seed: int) -> li
             if item is None:
                 continue
             context = context_template.format(context=item["passage"])
-            rows.extend({**item, "type": "reading", "format": fmt, "context": context} for fmt in settings.formats)
+            rows.extend(Reading(**item, format=fmt, context=context) for fmt in settings.formats)
     return rows
 
 
@@ -106,9 +97,9 @@ def _item(chunk: Chunk, found: list[Statement], asked: int, pool: dict[str, set[
     if not gold:
         return None
     statement = found[asked]
-    cloze_prefix = _tail(passage[:asked_at], _CONTEXT_CHARS)
+    cloze_prefix = tail(passage[:asked_at], CONTEXT_CHARS)
     shown = statement.text[: statement.span_start].rstrip()
-    question = f"In {_source_name(chunk)} ({_subject(chunk)}), what completes \"{shown} ___\"?"
+    question = f"In {source_name(chunk)} ({subject(chunk)}), what completes \"{shown} ___\"?"
     # As the offline teacher picks distractors: same kind, not shown by the question or the prefix, similar length;
     # the world's own value, when the passage changed it, among them (what memory would answer).
     shown_text = f"{question} {cloze_prefix}"
@@ -129,7 +120,7 @@ def _item(chunk: Chunk, found: list[Statement], asked: int, pool: dict[str, set[
     return {
         "chunk_id": chunk["source"],
         "question": question,
-        "options": options,
+        "options": tuple(options),
         "answer": LETTERS[options.index(gold)],
         "cloze_prefix": cloze_prefix,
         "kind": statement.kind,

@@ -42,6 +42,11 @@ class Mcq(TypedDict):
     kind: str  # the answer's type (number, name, ...), used to balance letters within each type
 
 
+# Per prediction row (data/predictions/<cell>.jsonl): its context was shortened to fit the model's max length; its
+# prompt is still over the max length (lm-eval cuts its start).
+FIT_FLAGS = ("context_shortened", "truncated")
+
+
 def content_id(*parts: str, length: int = 16) -> str:
     """A stable id from content: the same text always gets the same id, on any machine."""
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from perpetual.errors import UserError
 from perpetual.io import read_jsonl
-from perpetual.statistics import mcnemar_exact, wilcoxon_paired
 from perpetual.templates import Template
 
 if TYPE_CHECKING:
@@ -152,33 +151,12 @@ def measure(lm: SharedContextHFLM, items: Sequence[Instruction], template: Templ
     return {
         "loglik_per_token": sum(total for total, _ in scored) / max(1, sum(count for _, count in scored)),
         "per_item_loglik_per_token": [total / count for total, count in scored],
+        "per_item_loglik": [(total, count) for total, count in scored],
         "follows": [follows_format(stop) for stop in stops],
         "stops": stops,
         "answers": [text for _, text in answers],
         "prompts": prompts,
     }
-
-
-def summary(measured: dict[str, Any]) -> dict[str, Any]:
-    """The numbers that go into metrics: no per-item lists."""
-    follows = measured["follows"]
-    return {
-        "n": len(follows),
-        "loglik_per_token": round(measured["loglik_per_token"], 4),
-        "format_following": round(sum(follows) / len(follows), 4) if follows else 0.0,
-        **{f"stop_{kind}": sum(1 for stop in measured["stops"] if stop == kind) for kind in ("eos", "header", "run_on", "empty")},
-    }
-
-
-def compare(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Metrics per model ("base", "fine-tuned") and, when both are there, paired tests of the change:
-    Wilcoxon signed-rank on per-instruction log-likelihood per token, exact McNemar on format following."""
-    result: dict[str, Any] = {which: summary(values) for which, values in measured.items()}
-    if {"base", "fine-tuned"} <= measured.keys():
-        base, tuned = measured["base"], measured["fine-tuned"]
-        result["p_value_loglik"] = wilcoxon_paired(base["per_item_loglik_per_token"], tuned["per_item_loglik_per_token"])
-        result["p_value_format"] = mcnemar_exact(base["follows"], tuned["follows"])["p_value"]
-    return result
 
 
 def answer_rows(items: Sequence[Instruction], measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -196,6 +174,9 @@ def answer_rows(items: Sequence[Instruction], measured: dict[str, dict[str, Any]
                     "stop": values["stops"][index],
                     "follows": values["follows"][index],
                     "loglik_per_token": round(values["per_item_loglik_per_token"][index], 5),
+                    # Exact, so the analysis stage recomputes the pooled figure and the paired test as they were.
+                    "loglik_total": values["per_item_loglik"][index][0],
+                    "loglik_tokens": values["per_item_loglik"][index][1],
                 }
             )
     return rows

@@ -1,6 +1,6 @@
 """Training with TRL's SFTTrainer: instruction tuning (instruct@<model>) and knowledge injection (train@<task>-<model>).
 
-Full or LoRA (PEFT, merged before saving), the paper's interleaved mix, replay of instruction data, loss on
+One flow for both (`fine_tune`): full or LoRA (PEFT, merged before saving), loss on
 everything or on completions only, bf16 where it pays (perpetual/precision.py), resumable from checkpoints, one process or many
 (`accelerate launch`: only the main process writes outputs), loss curves through dvclive.
 """
@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
-import re
+import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import datasets
 import torch
@@ -24,98 +23,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast, TrainerCallba
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
-from perpetual.assembly import qna_row
-from perpetual.config import InstructParams, TrainingParams, TrainParams, check_sft
+from perpetual.config import TrainingParams, check_sft
 from perpetual.errors import UserError
-from perpetual.io import atomic_path, read_jsonl
-from perpetual.mcq_format import render
-from perpetual.precision import Choice
-from perpetual.records import LETTERS, Mcq, content_id
-from perpetual.templates import Template
+from perpetual.io import atomic_path
+from perpetual.models import load_local, local_config, report_kernels
+from perpetual.precision import Choice, choose, training_weights
+from perpetual.records import content_id
+from perpetual.rows import Example, Row, examples
+from perpetual.templates import Template, TemplateName, make_template
 
 
-# ---------------------------------------------------------------- data
-def instruction_row(record: dict[str, Any], source: str) -> dict[str, Any]:
-    """An Alpaca record (instruction/input/output) or a letter MCQ (question/options/answer) as a training row.
-
-    MCQs are later rendered exactly as evaluation scores them (`render(mcq, "letter", template)`), with the correct
-    letter as the completion, so instruction tuning teaches the very format that is measured.
-    """
-    if {"question", "options", "answer"} <= record.keys():
-        if len(record["options"]) != len(LETTERS) or record["answer"] not in LETTERS:
-            raise UserError(f"{source}: MCQ {record['question'][:60]!r} needs 4 options and an answer in A-D; fix it")
-        return {"type": "mcq", "chunk_id": source, "question": record["question"], "options": list(record["options"]), "answer": record["answer"]}
-    if {"instruction", "output"} <= record.keys():
-        return qna_row(source, record["instruction"], record["output"], record.get("input", ""), row_type="alpaca")
-    raise UserError(
-        f"{source}: a row has neither instruction/output (Alpaca) nor question/options/answer (MCQ) keys; fix the file"
-    )
-
-
-def read_instruction_rows(path: Path | str) -> list[dict[str, Any]]:
-    return [instruction_row(record, str(path)) for record in read_jsonl(Path(path))]
-
-
-def world_rows(markdown: str, source: str) -> list[dict[str, Any]]:
-    """The instruction world's prose as raw-text rows, one per Markdown section (heading kept with its text)."""
-    sections = [part.strip() for part in re.split(r"\n(?=#)", markdown) if part.strip()]
-    return [{"type": "doc", "chunk_id": f"{source}#{i}", "instruction": "", "input": "", "text": text} for i, text in enumerate(sections)]
-
-
-def training_example(row: dict[str, Any], template: Template) -> dict[str, str]:
-    """A row as the trainer sees it, in `template`: raw text stays raw; flashcards, Alpaca records and MCQs become a
-    prompt and an answer closed as the template closes a turn."""
-    if row["type"] == "doc":
-        return {"prompt": "", "completion": row["text"]}
-    if row.get("format") == "cloze":  # a reading item (perpetual/reading.py): the answer copied from the context
-        rendered = render(cast(Mcq, row), "cloze", template, row["context"])
-        # lm-eval moves the query's trailing whitespace onto the continuation; so here, for the same tokens.
-        query = rendered.query.rstrip()
-        continuation = rendered.query[len(query) :] + rendered.choices[rendered.gold] + row.get("rest", "")
-        return {"prompt": query, "completion": continuation}
-    if row.get("options"):  # an MCQ, taught or replayed, or a reading item in the letter format
-        rendered = render(cast(Mcq, row), "letter", template, row.get("context", ""))
-        return {"prompt": rendered.query, "completion": template.answer(rendered.choices[rendered.gold])}
-    return {"prompt": template.instruction(row["instruction"], row["input"]), "completion": template.answer(row["text"])}
-
-
-def training_examples(rows: Sequence[dict[str, Any]], template: Template) -> list[dict[str, str]]:
-    return [training_example(row, template) for row in rows]
-
-
-def instruct_rows(params: InstructParams) -> list[dict[str, Any]]:
-    world = Path(params.world)
-    if not world.exists():
-        raise UserError(f"instruct.world: {world} does not exist; point it at the instruction world's prose")
-    rows = world_rows(world.read_text(encoding="utf-8"), str(world))
-    return rows + read_instruction_rows(params.alpaca) + read_instruction_rows(params.mcq)
-
-
-def replay_rows(params: TrainParams) -> list[dict[str, Any]]:
-    if params.replay.fraction == 0:
-        return []
-    return [{**row, "type": "replay"} for path in params.replay.paths for row in read_instruction_rows(path)]
-
-
-def select_rows(rows: Sequence[dict[str, Any]], params: TrainParams, replay: Sequence[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """Apply `train.mix`, then add replay rows so that they make up `train.replay.fraction` of the result."""
-    wanted = {"interleaved": {"doc", "qna"}, "docs": {"doc"}, "flashcards": {"qna"}}[params.mix]
-    selected = [row for row in rows if row["type"] in wanted]
-    if not selected:
-        raise UserError(f"train.mix={params.mix} selects no rows from the training set")
-    fraction = params.replay.fraction
-    if fraction > 0:
-        if not replay:
-            raise UserError(f"train.replay.fraction is {fraction} but {params.replay.paths} have no rows")
-        count = round(len(selected) * fraction / (1 - fraction))
-        order = list(range(len(replay)))
-        random.Random(seed).shuffle(order)
-        # Without repeats while the replay data lasts, then cycling through it again.
-        selected += [replay[order[i % len(order)]] for i in range(count)]
-    return selected
-
-
-def run_key(params: TrainingParams, rows: Sequence[dict[str, Any]], base_config: dict[str, Any]) -> str:
+def run_key(params: TrainingParams, rows: Sequence[Mapping[str, Any]], base_config: dict[str, Any]) -> str:
     """Checkpoints are only resumed into the run that wrote them: same params, data and starting model."""
     return content_id(params.model_dump_json(), json.dumps(rows, sort_keys=True), json.dumps(base_config, sort_keys=True, default=str), length=12)
 
@@ -274,7 +192,7 @@ def lora_config(params: TrainingParams, model: PreTrainedModel) -> Any:
 def build_trainer(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerFast,
-    examples: Sequence[dict[str, str]],
+    examples: Sequence[Example],
     params: TrainingParams,
     output_dir: Path,
     template: Template,
@@ -313,7 +231,7 @@ def last_checkpoint(output_dir: Path, resume: str) -> str | None:
 def train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerFast,
-    examples: Sequence[dict[str, str]],
+    examples: Sequence[Example],
     params: TrainingParams,
     output_dir: Path,
     template: Template,
@@ -379,3 +297,29 @@ def save_trained(trainer: SFTTrainer, target: Path) -> None:
     with atomic_path(target) as tmp:
         trainer.save_model(str(tmp))
         (tmp / "training_args.bin").unlink(missing_ok=True)  # the run's settings are in params.yaml and dvc.lock
+
+
+def fine_tune(
+    start: Path,
+    target: Path,
+    rows: Sequence[Row],
+    params: TrainingParams,
+    template_name: TemplateName,
+    checkpoints: Path,
+    label: str,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
+    """The flow instruct@ and train@ share: the model in `start` loaded for training in the precision its section
+    chooses, `rows` rendered in its template, a run resumable from the checkpoints of the same run (same params, data,
+    model and precision), the result saved to `target`. Returns the summary for metrics."""
+    choice = choose(params.precision, params.section, local_config(start))
+    model, tokenizer = load_local(start, training_weights(choice))
+    kernels = report_kernels(model)
+    template = make_template(template_name, tokenizer, label)
+    rendered = examples(rows, template)
+    output_dir = checkpoints / run_key(params, rendered, {**model.config.to_dict(), "precision": choice.name})
+    trainer, summary = train(model, tokenizer, rendered, params, output_dir, template, choice, callbacks)
+    save_trained(trainer, target)
+    if is_main_process():
+        shutil.rmtree(output_dir, ignore_errors=True)  # the finished model is the out; checkpoints only serve a resume
+    return {**summary, "kernels": kernels}

@@ -14,6 +14,7 @@ from perpetual.assembly import hold_out_flashcards, interleave
 from perpetual.cli import stage_args
 from perpetual.errors import UserError, exits_cleanly
 from perpetual.io import atomic_path, read_jsonl, write_json
+from perpetual.rows import Question, Text, to_records
 
 
 @exits_cleanly
@@ -29,13 +30,13 @@ def main() -> None:
     train_rows = interleave(chunks, flashcards, held_out=set(groups["raw_only"]))
 
     dataset = datasets.DatasetDict(
-        {"train": datasets.Dataset.from_list(train_rows), "eval": datasets.Dataset.from_list(mcqs)}
+        {"train": datasets.Dataset.from_list(to_records(train_rows)), "eval": datasets.Dataset.from_list(mcqs)}
     )
     with atomic_path(paths.dataset(args.task)) as tmp:
         dataset.save_to_disk(str(tmp))
         # Inside the dataset folder so that it is one DVC out with the training set it describes.
         write_json(tmp / paths.flashcard_groups(args.task).name, {"share": params.assemble.flashcard_holdout, "seed": params.pipeline.seed, **groups})
-    counts = {kind: sum(1 for row in train_rows if row["type"] == kind) for kind in ("doc", "qna")}
+    counts = {kind.type: sum(1 for row in train_rows if isinstance(row, kind)) for kind in (Text, Question)}
     raw_only, with_cards = set(groups["raw_only"]), set(groups["with_flashcards"])
     holdout = {
         "share": params.assemble.flashcard_holdout,

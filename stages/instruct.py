@@ -14,18 +14,9 @@ from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.errors import UserError, exits_cleanly
 from perpetual.io import atomic_path, write_json
-from perpetual.models import load_local, local_config, report_kernels
-from perpetual.precision import choose, training_weights
 from perpetual.reading import reading_rows
-from perpetual.templates import make_template
-from perpetual.training import (
-    instruct_rows,
-    is_main_process,
-    run_key,
-    save_trained,
-    train,
-    training_examples,
-)
+from perpetual.rows import instruct_rows
+from perpetual.training import fine_tune, is_main_process
 
 
 def link_or_copy(source: str, target: str) -> None:
@@ -52,19 +43,11 @@ def main() -> None:
         print(f"instruct {args.model}: disabled, {target} is a copy of {init}", file=sys.stderr)
         return
 
-    choice = choose(settings.precision, "instruct", local_config(init))
-    model, tokenizer = load_local(init, training_weights(choice))
-    kernels = report_kernels(model)
     # The format it teaches is the one knowledge injection trains and evaluation asks in: train.template.
-    template = make_template(params.train.template, tokenizer, f"model {args.model!r}")
     rows = instruct_rows(settings) + reading_rows(settings, params.index.context_template, params.pipeline.seed)
-    examples = training_examples(rows, template)
-    output_dir = paths.checkpoints("instruct", args.model) / run_key(settings, examples, {**model.config.to_dict(), "precision": choice.name})
-    trainer, summary = train(model, tokenizer, examples, settings, output_dir, template, choice)
-    save_trained(trainer, target)
+    summary = fine_tune(init, target, rows, settings, params.train.template, paths.checkpoints("instruct", args.model), f"model {args.model!r}")
     if is_main_process():
-        shutil.rmtree(output_dir, ignore_errors=True)
-        write_json(paths.stage_metrics("instruct", args.model), {"enabled": True, **summary, "kernels": kernels})
+        write_json(paths.stage_metrics("instruct", args.model), {"enabled": True, **summary})
         print(f"instruct {args.model}: {summary}", file=sys.stderr)
 
 

@@ -13,8 +13,9 @@ import yaml
 from perpetual.assembly import hold_out_flashcards, interleave
 from perpetual.io import write_jsonl
 from perpetual.records import Chunk, Flashcard, Mcq
+from perpetual.rows import Question, Text
+from perpetual.rows import examples as training_examples
 from perpetual.templates import ALPACA_TEMPLATE, Template
-from perpetual.training import training_examples
 
 
 def _chunk(cid: str, text: str) -> Chunk:
@@ -45,7 +46,7 @@ def test_interleave_puts_each_chunk_then_its_flashcards() -> None:
         _card("orphan", "A card for a chunk that is not here?", "dropped"),
     ]
     rows = interleave(chunks, cards)
-    assert [(row["type"], row["chunk_id"]) for row in rows] == [
+    assert [(row.type, row.chunk_id) for row in rows] == [
         ("doc", "c1"),
         ("qna", "c1"),
         ("qna", "c1"),
@@ -53,12 +54,11 @@ def test_interleave_puts_each_chunk_then_its_flashcards() -> None:
         ("qna", "c2"),
         ("doc", "c3"),
     ]
-    assert rows[0] == {"type": "doc", "chunk_id": "c1", "instruction": "", "input": "", "text": "def one(): return 1"}
-    first_card, second_card = rows[1], rows[2]
-    assert first_card["instruction"] == "What does one return?" and first_card["text"] == "1"
-    assert second_card["instruction"] == "What is the name of the first function?"  # cards keep their order
-    assert rows[4]["text"] == "2"
-    assert all("dropped" not in row["text"] for row in rows)
+    assert rows[0] == Text("c1", "def one(): return 1")
+    assert rows[1] == Question("c1", "What does one return?", "", "1")
+    assert rows[2] == Question("c1", "What is the name of the first function?", "", "one")  # cards keep their order
+    assert rows[4] == Question("c2", "What does two return?", "", "2")
+    assert "orphan" not in {row.chunk_id for row in rows}
 
 
 def test_rows_render_in_the_alpaca_template(alpaca: Template) -> None:
@@ -119,8 +119,8 @@ def test_held_out_chunks_keep_their_raw_text_but_lose_their_flashcards() -> None
     chunks = [_chunk("c1", "def one(): return 1"), _chunk("c2", "def two(): return 2")]
     cards = [_card("c1", "What does one return?", "1"), _card("c2", "What does two return?", "2"), _card("c2", "Name?", "two")]
     rows = interleave(chunks, cards, held_out={"c2"})
-    assert [(row["type"], row["chunk_id"]) for row in rows] == [("doc", "c1"), ("qna", "c1"), ("doc", "c2")]
-    assert rows[2]["text"] == "def two(): return 2"
+    assert [(row.type, row.chunk_id) for row in rows] == [("doc", "c1"), ("qna", "c1"), ("doc", "c2")]
+    assert rows[2] == Text("c2", "def two(): return 2")
 
 
 def test_assemble_stage_writes_groups_and_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

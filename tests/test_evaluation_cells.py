@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from perpetual.analysis import cells_from_predictions, compare, flashcard_comparison, retention_from_rows
 from perpetual.errors import UserError
-from perpetual.evaluation import cells_from_predictions, flashcard_comparison
-from perpetual.retention import answer_rows, classify, compare, follows_format, load_instructions
+from perpetual.retention import answer_rows, classify, follows_format, load_instructions
 from perpetual.statistics import knowledge_consistency, mcnemar_exact
 from perpetual.templates import Template
 
@@ -134,6 +134,7 @@ def test_compare_and_answer_rows(tmp_path: Path) -> None:
     def measured(follows: list[bool], per_item: list[float]) -> dict:
         stops = ["eos" if ok else "run_on" for ok in follows]
         return {"loglik_per_token": sum(per_item) / len(per_item), "per_item_loglik_per_token": per_item, "follows": follows,
+                "per_item_loglik": [(value * 4, 4) for value in per_item],
                 "stops": stops, "answers": ["a"] * len(follows), "prompts": [f"p{i}" for i in range(len(follows))]}  # fmt: skip
 
     base = measured([True] * 20, [-1.0 - 0.01 * i for i in range(20)])
@@ -148,6 +149,8 @@ def test_compare_and_answer_rows(tmp_path: Path) -> None:
     rows = answer_rows(load_instructions(path), {"base": base, "fine-tuned": tuned})
     assert len(rows) == 40 and rows[0]["model"] == "base" and rows[-1]["stop"] == "run_on"
     assert rows[1]["prompt"] == "p1" and rows[1]["reference"] == "1"
+    # The analysis stage gets the same figures back from the rows alone.
+    assert compare(retention_from_rows(rows)) == result
 
 
 def test_cells_count_shortened_contexts_and_cut_prompts_and_test_the_oracle() -> None:

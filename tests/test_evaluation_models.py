@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from perpetual.analysis import summary
 from perpetual.config import TinyGemma, TinyMamba2, TokenizerParams
 from perpetual.evaluation import Budget, budget_for, build_items, byte_level, make_lm, score, task_config, task_manager
 from perpetual.io import write_jsonl
 from perpetual.models import build_tiny, train_tokenizer
 from perpetual.records import Mcq
-from perpetual.retention import Instruction, answer_tokens, greedy_answers, measure, reference_loglik, summary
+from perpetual.retention import Instruction, answer_tokens, greedy_answers, measure, reference_loglik
 from perpetual.templates import make_template
 
 TEXTS = [

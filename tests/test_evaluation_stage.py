@@ -3,7 +3,9 @@ the comparison of chunks trained with and without their flashcards."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -51,18 +53,26 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "fetch": {"sources": {"demo": {"kind": "local", "path": "src"}}},
         "init": {"models": {"tiny": spec.model_dump()}},
         "train": {"task_overrides": {}},
-        "evaluate": {"conditions": CONDITIONS, "batch_size": 4, "bootstrap_samples": 100, "retention": {"max_new_tokens": 6}},
+        "evaluate": {"conditions": CONDITIONS, "batch_size": 4, "retention": {"max_new_tokens": 6}},
+        "analysis": {"bootstrap_samples": 100},
     })  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
 
 
-def test_evaluate_stage_writes_every_cell_and_retention(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from stages import evaluate
+def run(stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module(f"stages.{stage}")
+    monkeypatch.setattr(sys, "argv", [stage, "--task", "demo", "--model", "tiny"])
+    module.main()
 
+
+def test_evaluate_then_analysis_write_every_cell_and_retention(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project)
-    monkeypatch.setattr(sys, "argv", ["evaluate", "--task", "demo", "--model", "tiny"])
-    evaluate.main()
+    run("evaluate", monkeypatch)
+    assert not (project / "metrics/eval/demo-tiny.json").exists()  # scoring computes no statistic
+    scoring = json.loads((project / "metrics/scoring/demo-tiny.json").read_text())
+    assert scoring["template"] == "alpaca" and set(scoring["precision"]) == {"base", "fine-tuned"}
+    run("analysis", monkeypatch)
 
     metrics = json.loads((project / "metrics/eval/demo-tiny.json").read_text())
     for condition in CONDITIONS:
@@ -94,10 +104,35 @@ def test_evaluate_stage_writes_every_cell_and_retention(project: Path, monkeypat
     assert len(answers) == 10 and {row["model"] for row in answers} == {"base", "fine-tuned"}
 
     # Everything in the cells can be recomputed from the saved predictions alone.
-    from perpetual.evaluation import cells_from_predictions
+    from perpetual.analysis import cells_from_predictions
 
     recomputed = cells_from_predictions(predictions, 100, 0, 0.05)
     assert all(recomputed[condition] == metrics[condition] for condition in CONDITIONS)
+
+
+def test_analysis_reruns_without_any_model(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new alpha and bootstrap count: the analysis reads only predictions, so it runs with the models gone."""
+    monkeypatch.chdir(project)
+    if not (project / paths.predictions("demo", "tiny")).exists():
+        run("evaluate", monkeypatch)
+    before = json.loads((project / "metrics/eval/demo-tiny.json").read_text()) if (project / "metrics/eval/demo-tiny.json").exists() else None
+    for folder in (paths.base_model("tiny"), paths.trained_model("demo", "tiny")):
+        shutil.rmtree(project / folder)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["analysis"] = {"bootstrap_samples": 300, "alpha": 0.5}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run("analysis", monkeypatch)
+    after = json.loads((project / "metrics/eval/demo-tiny.json").read_text())
+    assert after["base"]["cloze"]["acc"] == metrics_acc_mean(project, "base", "cloze")
+    if before is not None:
+        assert after["base"]["cloze"]["acc"] == before["base"]["cloze"]["acc"]
+        assert (after["base"]["cloze"]["ci_low"], after["base"]["cloze"]["ci_high"]) != (before["base"]["cloze"]["ci_low"], before["base"]["cloze"]["ci_high"])
+
+
+def metrics_acc_mean(project: Path, condition: str, fmt: str) -> float:
+    rows = read_jsonl(project / "data/predictions/demo-tiny.jsonl")
+    values = [row["acc"] for row in rows if row["condition"] == condition and row["format"] == fmt]
+    return round(sum(values) / len(values), 4)
 
 
 def metrics_acc(project: Path, condition: str, fmt: str, mcq_ids: set[str]) -> list[float]:

@@ -19,7 +19,7 @@ from perpetual.config import load_params
 from perpetual.records import LETTERS
 from perpetual.sources import fetch
 from perpetual.teacher.base import FlashcardDraft, McqDraft
-from perpetual.teacher.offline import OfflineTeacher, extract_statements
+from perpetual.teacher.offline import OfflineTeacher
 from perpetual.teacher.quality import (
     QualityReport,
     clean_flashcards,
@@ -29,6 +29,7 @@ from perpetual.teacher.quality import (
     normalise,
     strip_letter_prefix,
 )
+from perpetual.teacher.statements import extract_statements
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = load_params(REPO / "params.yaml")

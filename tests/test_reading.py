@@ -12,11 +12,11 @@ import yaml
 from perpetual.config import InstructParams, parse_params
 from perpetual.errors import UserError
 from perpetual.evaluation import build_items
-from perpetual.reading import reading_rows, world_sections
+from perpetual.reading import reading_rows
+from perpetual.rows import from_record, to_records, world_sections
 from perpetual.teacher.quality import mentions
 from perpetual.templates import Template
 from perpetual.testing.params import params_dict, section
-from perpetual.training import training_example
 
 CONTEXT_TEMPLATE = "Context:\n{context}\n\n"
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def settings(**reading: Any) -> InstructParams:
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, Any]]:
-    return reading_rows(settings(items_per_passage=12, counterfactual=0.5), CONTEXT_TEMPLATE, seed=0)
+    return to_records(reading_rows(settings(items_per_passage=12, counterfactual=0.5), CONTEXT_TEMPLATE, seed=0))
 
 
 def test_items_come_from_the_instruction_world_and_their_context_holds_the_answer(rows: list[dict[str, Any]]) -> None:
@@ -53,9 +53,9 @@ def test_items_come_from_the_instruction_world_and_their_context_holds_the_answe
 def test_counterfactual_share_rewrites_passages() -> None:
     sections = set(world_sections(Path(settings().world).read_text(encoding="utf-8")))
     faithful = reading_rows(settings(items_per_passage=6, counterfactual=0.0), CONTEXT_TEMPLATE, seed=0)
-    assert all(row["passage"] in sections for row in faithful)
+    assert all(row.passage in sections for row in faithful)
     rewritten = reading_rows(settings(items_per_passage=6, counterfactual=1.0), CONTEXT_TEMPLATE, seed=0)
-    assert not any(row["passage"] in sections for row in rewritten)
+    assert not any(row.passage in sections for row in rewritten)
 
 
 def test_deterministic_for_a_seed_and_off_when_disabled() -> None:
@@ -64,7 +64,7 @@ def test_deterministic_for_a_seed_and_off_when_disabled() -> None:
     assert reading_rows(params, CONTEXT_TEMPLATE, seed=0) != reading_rows(params, CONTEXT_TEMPLATE, seed=1)
     assert reading_rows(settings(enabled=False), CONTEXT_TEMPLATE, seed=0) == []
     only_cloze = reading_rows(settings(items_per_passage=5, formats=["cloze"]), CONTEXT_TEMPLATE, seed=0)
-    assert {row["format"] for row in only_cloze} == {"cloze"} and len(only_cloze) * 2 == len(reading_rows(params, CONTEXT_TEMPLATE, seed=0))
+    assert {row.format for row in only_cloze} == {"cloze"} and len(only_cloze) * 2 == len(reading_rows(params, CONTEXT_TEMPLATE, seed=0))
     with pytest.raises(UserError, match="instruct.world"):
         reading_rows(params.model_copy(update={"world": "no/such/world.md"}), CONTEXT_TEMPLATE, seed=0)
 
@@ -79,15 +79,15 @@ def test_only_the_world_file_is_read(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     rows = reading_rows(settings(items_per_passage=3).model_copy(update={"world": str(world)}), CONTEXT_TEMPLATE, seed=0)
-    assert rows and all(row["chunk_id"].startswith(f"{world}#") for row in rows)
-    assert all(row["passage"].startswith(("# Isle", "## Rivers")) for row in rows)
+    assert rows and all(row.chunk_id.startswith(f"{world}#") for row in rows)
+    assert all(row.passage.startswith(("# Isle", "## Rivers")) for row in rows)
 
 
 @pytest.mark.parametrize("which", ["alpaca", "chat"])
 def test_rendered_as_evaluation_renders_the_rag_condition(rows: list[dict[str, Any]], which: str, request: pytest.FixtureRequest) -> None:
     template: Template = request.getfixturevalue(which)
     for row in rows[:40]:
-        example = training_example(row, template)
+        example = from_record(row).example(template)
         retrieved = {"q": {"contexts": [row["passage"]]}}
         item = build_items([{**row, "mcq_id": "q"}], "rag", row["format"], retrieved, CONTEXT_TEMPLATE, template)[0]
         gold = item["choices"][item["gold"]]

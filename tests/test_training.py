@@ -15,27 +15,27 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from perpetual.assembly import doc_row, qna_row
 from perpetual.config import InstructParams, PretrainedModel, TinyGemma, TinyMamba2, TokenizerParams, TrainParams
 from perpetual.errors import UserError
 from perpetual.mcq_format import render
 from perpetual.models import build_tiny, load_local, load_pretrained, train_tokenizer
 from perpetual.precision import Choice
-from perpetual.templates import Template, make_template
-from perpetual.testing.params import params_dict, section
-from perpetual.training import (
-    build_trainer,
+from perpetual.rows import (
+    MultipleChoice,
+    Question,
+    Row,
+    Text,
+    from_record,
     instruct_rows,
     instruction_row,
-    loss_curve,
     replay_rows,
-    save_trained,
     select_rows,
-    sft_config,
-    train,
-    training_example,
-    training_examples,
+    to_records,
 )
+from perpetual.rows import examples as training_examples
+from perpetual.templates import Template, make_template
+from perpetual.testing.params import params_dict, section
+from perpetual.training import build_trainer, loss_curve, save_trained, sft_config, train
 
 MCQ = {"question": "What is the capital of Calloway Reach?", "options": ["Quenridge", "Harrowmouth", "Tarnholm", "Saltcombe"], "answer": "B"}
 ALPACA = {"instruction": "What is the chief trade of Saltcombe?", "input": "", "output": "Salt panning."}
@@ -61,17 +61,18 @@ FP32 = Choice(False, "fp32")
 
 
 @pytest.fixture(scope="module")
-def rows() -> list[dict[str, Any]]:
-    out = []
+def rows() -> list[Row]:
+    out: list[Row] = []
     for index, (text, question, answer) in enumerate(FACTS):
-        out.append(doc_row({"chunk_id": f"c{index}", "task": "t", "source": "s", "language": "text", "text": text}))
-        out.append(qna_row(f"c{index}", question, answer))
+        out.append(Text(f"c{index}", text))
+        out.append(Question(f"c{index}", question, "", answer))
     return out
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]]) -> Path:
-    texts = [row["instruction"] + row["text"] for row in rows] + [json.dumps(MCQ), json.dumps(ALPACA)]
+def base_dir(tmp_path_factory: pytest.TempPathFactory, rows: list[Row]) -> Path:
+    texts = [row.text if isinstance(row, Text) else row.instruction + row.answer for row in rows if isinstance(row, Text | Question)]
+    texts += [json.dumps(MCQ), json.dumps(ALPACA)]
     tokenizer = train_tokenizer(texts, TokenizerParams(vocab_size=300, min_frequency=1))
     spec = TinyGemma(kind="tiny-llama", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False)
     folder = tmp_path_factory.mktemp("base") / "init-tiny"
@@ -86,8 +87,8 @@ def template(base_dir: Path) -> Template:
 
 
 @pytest.fixture(scope="module")
-def examples(rows: list[dict[str, Any]], template: Template) -> list[dict[str, str]]:
-    return training_examples(rows, template)
+def examples(rows: list[Row], template: Template) -> list[dict[str, str]]:
+    return [dict(example) for example in training_examples(rows, template)]
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -96,20 +97,20 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 
 # ---------------------------------------------------------------- data
 def test_mcq_rows_are_rendered_exactly_as_evaluation_scores_them(template: Template, chat: Template) -> None:
-    row = training_example(instruction_row(MCQ, "mcq.jsonl"), template)
+    row = instruction_row(MCQ, "mcq.jsonl").example(template)
     rendered = render(MCQ, "letter", template)  # type: ignore[arg-type]
     assert row["prompt"] == rendered.query and row["prompt"].endswith("Answer:")
     assert row["completion"] == " B" + template.eos_token and rendered.choices[rendered.gold] == " B"
-    alpaca = training_example(instruction_row(ALPACA, "alpaca.jsonl"), template)
+    alpaca = instruction_row(ALPACA, "alpaca.jsonl").example(template)
     assert "### Instruction:\nWhat is the chief trade of Saltcombe?" in alpaca["prompt"]
     assert alpaca["completion"] == "Salt panning." + template.eos_token
     # chat: the same rows as a user turn and an assistant turn closed by the end-of-turn token.
-    in_chat = training_example(instruction_row(ALPACA, "alpaca.jsonl"), chat)
+    in_chat = instruction_row(ALPACA, "alpaca.jsonl").example(chat)
     assert in_chat == {
         "prompt": "<|im_start|>user\nWhat is the chief trade of Saltcombe?<|im_end|>\n<|im_start|>assistant\n",
         "completion": "Salt panning.<|im_end|>",
     }
-    mcq_in_chat = training_example(instruction_row(MCQ, "mcq.jsonl"), chat)
+    mcq_in_chat = instruction_row(MCQ, "mcq.jsonl").example(chat)
     assert mcq_in_chat["prompt"] == render(MCQ, "letter", chat).query and mcq_in_chat["completion"] == "B<|im_end|>"  # type: ignore[arg-type]
     with pytest.raises(UserError, match="mcq.jsonl"):
         instruction_row({**MCQ, "answer": "E"}, "mcq.jsonl")
@@ -117,19 +118,20 @@ def test_mcq_rows_are_rendered_exactly_as_evaluation_scores_them(template: Templ
         instruction_row({"text": "x"}, "x.jsonl")
 
 
-def test_replay_rows_are_added_in_the_asked_fraction(rows: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_replay_rows_are_added_in_the_asked_fraction(rows: list[Row], tmp_path: Path) -> None:
     (tmp_path / "alpaca.jsonl").write_text(json.dumps(ALPACA) + "\n")
     (tmp_path / "mcq.jsonl").write_text(json.dumps(MCQ) + "\n")
     params = fast(replay={"paths": [str(tmp_path / "alpaca.jsonl"), str(tmp_path / "mcq.jsonl")], "fraction": 0.2})
     replay = replay_rows(params)
-    assert [row["type"] for row in replay] == ["replay", "replay"]
+    assert [type(row) for row in replay] == [Question, MultipleChoice]
     selected = select_rows(rows, params, replay, seed=0)
-    added = [row for row in selected if row["type"] == "replay"]
-    assert len(selected) == 10 and len(added) == 2  # 8 rows + 2 replay = 20% replay
-    assert {row.get("text", row.get("answer")) for row in added} == {"Salt panning.", "B"}  # no repeats while the data lasts
+    added = selected[len(rows) :]
+    assert selected[: len(rows)] == rows and len(added) == 2  # 8 rows + 2 replay = 20% replay
+    assert set(added) == set(replay)  # no repeats while the data lasts
     assert len(select_rows(rows, fast(), [], seed=0)) == 8  # fraction 0: nothing added, nothing read
     assert replay_rows(fast()) == []
-    assert {row["type"] for row in select_rows(rows, fast(mix="docs"), [], 0)} == {"doc"}
+    assert {type(row) for row in select_rows(rows, fast(mix="docs"), [], 0)} == {Text}
+    assert {type(row) for row in select_rows(rows, fast(mix="flashcards"), [], 0)} == {Question}
     with pytest.raises(UserError, match="fraction"):
         select_rows(rows, params, [], seed=0)
 
@@ -137,12 +139,19 @@ def test_replay_rows_are_added_in_the_asked_fraction(rows: list[dict[str, Any]],
 def test_instruct_rows_cover_world_alpaca_and_mcq(template: Template) -> None:
     settings = section(InstructParams, "instruct", enabled=True)  # the shipped data/instruct files
     rows = instruct_rows(settings)
-    kinds = {kind: sum(row["type"] == kind for row in rows) for kind in ("doc", "alpaca", "mcq")}
-    assert kinds["doc"] >= 3 and kinds["alpaca"] >= 100 and kinds["mcq"] >= 100
+    kinds = {kind: sum(isinstance(row, kind) for row in rows) for kind in (Text, Question, MultipleChoice)}
+    assert kinds[Text] >= 3 and kinds[Question] >= 100 and kinds[MultipleChoice] >= 100
     closed = {f" {letter}{template.eos_token}" for letter in "ABCD"}
-    assert all(training_example(row, template)["completion"] in closed for row in rows if row["type"] == "mcq")
+    assert all(row.example(template)["completion"] in closed for row in rows if isinstance(row, MultipleChoice))
     with pytest.raises(UserError, match="instruct.world"):
         instruct_rows(settings.model_copy(update={"world": "no/such/world.md"}))
+
+
+def test_rows_round_trip_through_records() -> None:
+    rows: list[Row] = [Text("c1", "raw"), Question("c1", "Q?", "", "A."), MultipleChoice("m", "Q?", ("a", "b", "c", "d"), "C")]
+    records = to_records(rows)
+    assert len({tuple(sorted(record)) for record in records}) == 1  # one set of columns, as a datasets.Dataset needs
+    assert [from_record(record) for record in records] == rows
 
 
 # ---------------------------------------------------------------- trainer

@@ -12,167 +12,14 @@ words), no import lines or bibliography entries.
 
 from __future__ import annotations
 
-import builtins
-import functools
-import keyword
 import random
-import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import PurePosixPath
+from collections.abc import Sequence
 
 from perpetual.records import Chunk, content_id
 from perpetual.teacher.base import FlashcardDraft, GenerationResult, McqDraft
 from perpetual.teacher.quality import NearDuplicateIndex, mentions, normalise
-
-# Ordered by how specific a span is: the first kind that matches near the end of a statement wins.
-_SPAN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("number", re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*(?:%|\b)")),
-    # Text inside quotes that does not start or end with a space: `" or "` between two quoted strings is no string.
-    ("quoted", re.compile(r"\"(?! )[^\"\n]{1,40}(?<! )\"|'(?! )[^'\n]{1,40}(?<! )'")),
-    ("identifier", re.compile(r"\b[A-Za-z]+_[A-Za-z0-9_]+\b|\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*\b")),
-    ("name", re.compile(r"\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+)*\b")),
-    ("word", re.compile(r"\b[a-z][a-z-]{2,}[a-z]\b")),
-)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_ENDS_STATEMENT = re.compile(r"\s*(?:[a-z%]+\s*)?[.,;:!?)\"']*\s*$")
-_MARKUP = re.compile(r"^\s*(?:#+|[-*+]|\d+\.|>)\s+")
-_IMPORT_LINE = re.compile(r"^\s*(?:from\s+\S+\s+)?import\s")
-# A bibliography entry (left in a paper, or a docstring citing one): its names and venues are no knowledge to test.
-_REFERENCE_ENTRY = re.compile(r"arXiv(?: preprint|:\s?\d)|In Proceedings|\bdoi:|\bet al\.,? \(?\d{4}", re.IGNORECASE)
-_PYTHON_BOILERPLATE = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "cls", "args", "kwargs"}
-_FUNCTION_WORDS = frozenset(
-    "about above after again also among been before being below between both cannot could does doing down during each "
-    "from further have having here into more most much must only other over same should some such than that their "
-    "them then there these they this those through under until upon very were what when where which while whom whose "
-    "will with within without would your".split()
-)
-_MIN_PREFIX_CHARS = 6
-_CONTEXT_CHARS = 300  # how much of the chunk before a statement the cloze item keeps, so "It weighs" has a subject
-
-
-@dataclass(frozen=True)
-class Statement:
-    start: int  # offset of the statement in the chunk text
-    text: str
-    span_start: int  # offset of the answer span inside `text`
-    answer: str
-    kind: str
-
-
-def split_statements(text: str, language: str) -> list[tuple[int, str]]:
-    """Statements with their offsets: lines for code and catalogue fields, sentences for prose."""
-    statements = []
-    offset = 0
-    for line in text.splitlines(keepends=True):
-        body = line.rstrip("\n")
-        if language == "python":
-            pieces = [(0, body)]
-        else:
-            pieces, cursor = [], 0
-            for match in _SENTENCE_END.finditer(body):
-                pieces.append((cursor, body[cursor : match.start()]))
-                cursor = match.end()
-            pieces.append((cursor, body[cursor:]))
-        for local, piece in pieces:
-            markup = _MARKUP.match(piece)
-            skip = markup.end() if markup else 0
-            stripped = piece[skip:].rstrip()
-            if stripped.strip():
-                lead = len(stripped) - len(stripped.lstrip())
-                statements.append((offset + local + skip + lead, stripped.strip()))
-        offset += len(line)
-    return statements
-
-
-def find_span(statement: str, accept: Callable[[int, str, str], bool] = lambda *_: True) -> tuple[int, str, str] | None:
-    """The last salient span that leaves a usable prefix and that `accept(offset, text, kind)` takes."""
-    best: tuple[int, str, str] | None = None
-    for kind, pattern in _SPAN_PATTERNS:
-        for match in pattern.finditer(statement):
-            if match.start() < _MIN_PREFIX_CHARS or not accept(match.start(), match.group(0), kind):
-                continue
-            if best is None or match.start() > best[0]:
-                best = (match.start(), match.group(0), kind)
-        if best is not None and _ENDS_STATEMENT.match(statement, best[0] + len(best[1])):
-            return best  # a specific span that ends the statement (a unit may follow): stop before weaker kinds
-    return best
-
-
-def extract_statements(chunk: Chunk) -> list[Statement]:
-    """Statements with an answer worth asking: no boilerplate, and nothing the question or its passage gives away."""
-    found = []
-    named = f"{_source_name(chunk)} {_subject(chunk)}"  # what every question about this chunk shows before its stem
-    for start, text in split_statements(chunk["text"], chunk["language"]):
-        line_start = chunk["text"].rfind("\n", 0, start) + 1
-        line_end = chunk["text"].find("\n", start)
-        line = chunk["text"][line_start : line_end if line_end >= 0 else None]
-        if _IMPORT_LINE.match(line) or _REFERENCE_ENTRY.search(line):
-            continue
-
-        def accept(offset: int, answer: str, kind: str, start: int = start, text: str = text) -> bool:
-            if _is_boilerplate(answer, kind, chunk["language"]):
-                return False
-            shown = f"{named} {_tail(chunk['text'][: start + offset], _CONTEXT_CHARS)}"
-            return not mentions(shown, answer)
-
-        span = find_span(text, accept)
-        if span is not None:
-            found.append(Statement(start=start, text=text, span_start=span[0], answer=span[1], kind=span[2]))
-    return found
-
-
-@functools.lru_cache(maxsize=65536)
-def _language(text: str) -> str:
-    import py3langid
-
-    return str(py3langid.classify(text)[0])
-
-
-def _pool_key(chunk: Chunk, kind: str) -> tuple[str, str]:
-    """Distractors come from answers of the same kind and the same language (numbers from any language).
-
-    A catalogue in several languages must not offer "precio" beside "price": the odd one out is the cue.
-    """
-    if kind == "number":
-        return kind, "*"
-    if chunk["language"] == "python":
-        return kind, "python"
-    return kind, _language(chunk["text"])
-
-
-def _is_boilerplate(answer: str, kind: str, language: str) -> bool:
-    """Answers that test the language, not the knowledge: Python keywords and builtins in code, function words in prose."""
-    if language == "python":
-        return answer in _PYTHON_BOILERPLATE
-    return kind == "word" and answer.lower() in _FUNCTION_WORDS
-
-
-def _source_name(chunk: Chunk) -> str:
-    source = chunk["source"].split("#", 1)[0].rsplit(":", 1)[-1]
-    return PurePosixPath(source).name or chunk["task"]
-
-
-def _subject(chunk: Chunk) -> str:
-    """The chunk's first line (a product title, a heading, a def): tells otherwise identical questions apart.
-
-    A Python chunk opens with its `# path (class X)` header (perpetual/code_chunks.py), the same for every chunk
-    of a file: its first line of code says which part of the file the question is about.
-    """
-    lines = [line for line in chunk["text"].strip().splitlines() if line.strip()]
-    if chunk["language"] == "python" and len(lines) > 1 and lines[0].startswith("# "):
-        lines = lines[1:]
-    first = lines[0].lstrip("#").strip()
-    return first if len(first) <= 60 else first[:57] + "..."
-
-
-def _tail(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[-limit:]
-    boundary = cut.find("\n")
-    return cut[boundary + 1 :] if 0 <= boundary < limit // 2 else cut
+from perpetual.teacher.statements import CONTEXT_CHARS, Statement, extract_statements, pool_key, source_name, subject, tail
 
 
 class OfflineTeacher:
@@ -190,7 +37,7 @@ class OfflineTeacher:
         for chunk in chunks:
             statements = extract_statements(chunk)
             for statement in statements:
-                pool[_pool_key(chunk, statement.kind)].add(statement.answer)
+                pool[pool_key(chunk, statement.kind)].add(statement.answer)
             # Alternate statements between flashcards and MCQs so both cover the whole chunk.
             order = statements[0::2] + statements[1::2]
             cards: list[FlashcardDraft] = []
@@ -221,19 +68,19 @@ class OfflineTeacher:
 
     def _flashcard(self, chunk: Chunk, statement: Statement) -> FlashcardDraft:
         prefix = statement.text[: statement.span_start].rstrip()
-        question = f"In {_source_name(chunk)} ({_subject(chunk)}), how does this continue: \"{prefix} ...\"?"
+        question = f"In {source_name(chunk)} ({subject(chunk)}), how does this continue: \"{prefix} ...\"?"
         return FlashcardDraft(chunk_id=chunk["chunk_id"], question=question, answer=statement.text)
 
     def _mcq(self, chunk: Chunk, statement: Statement, pool: dict[tuple[str, str], set[str]]) -> McqDraft | None:
         answer = statement.answer
         before = chunk["text"][: statement.start + statement.span_start]
-        cloze_prefix = _tail(before, _CONTEXT_CHARS)
+        cloze_prefix = tail(before, CONTEXT_CHARS)
         shown = statement.text[: statement.span_start].rstrip()
-        question = f"In {_source_name(chunk)} ({_subject(chunk)}), what completes \"{shown} ___\"?"
+        question = f"In {source_name(chunk)} ({subject(chunk)}), what completes \"{shown} ___\"?"
         # A distractor the passage or question mentions is a cue too (the wrong way): left out like the answer.
         candidates = sorted(
             option
-            for option in pool[_pool_key(chunk, statement.kind)]
+            for option in pool[pool_key(chunk, statement.kind)]
             if option.casefold() != answer.casefold() and not mentions(f"{question} {cloze_prefix}", option)
         )
         distinct: dict[str, str] = {}
