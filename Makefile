@@ -58,6 +58,12 @@ run-real: run
 test: setup lint
 	$(BIN)/python -m pytest -q
 
+# The fast loop (under 3 minutes on 2 cores): everything but the tests marked slow (the real model, the end-to-end
+# DVC runs). CI runs `make test`.
+.PHONY: test-fast
+test-fast: setup lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
 # The house rules: ruff (lint, import order) and mypy (types), configured in pyproject.toml.
 lint: setup
 	$(BIN)/ruff check .

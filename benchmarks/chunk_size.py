@@ -39,7 +39,7 @@ def main() -> None:
     for size in (int(value) for value in args.sizes.split(",")):
         settings = params.chunk.model_copy(update={"chunk_size": size})
         chunks, _ = chunk_documents(documents, settings)
-        drafts = OfflineTeacher(seed=params.pipeline.seed).generate(chunks, generate.flashcards_per_chunk, generate.mcqs_per_chunk)
+        drafts = OfflineTeacher(seed=params.pipeline.seed, near_duplicate_threshold=generate.near_duplicate_threshold).generate(chunks, generate.flashcards_per_chunk, generate.mcqs_per_chunk)
         report = QualityReport()
         cards = clean_flashcards(drafts.flashcards, generate.near_duplicate_threshold, report)
         mcqs = clean_mcqs(drafts.mcqs, cards, generate.near_duplicate_threshold, params.pipeline.seed, report, generate.max_mcqs_per_task)

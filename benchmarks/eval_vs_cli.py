@@ -49,6 +49,7 @@ from perpetual.evaluation import build_items, condition_model, rows_from_samples
 from perpetual.io import read_jsonl, write_jsonl  # noqa: E402
 from perpetual.templates import make_template  # noqa: E402
 from perpetual.testing.params import params_dict  # noqa: E402
+from perpetual.testing.params import spec as spec_of  # noqa: E402
 
 INPUTS = ["data/generated", "data/retrieved", "data/retention", "data/chunks", "data/datasets", "models"]
 
@@ -61,7 +62,7 @@ def has_inputs(root: Path, task: str, model: str) -> bool:
 
 def build_demo(root: Path) -> tuple[str, str]:
     """A tiny project: tokenizer, two tiny Gemmas, 40 cloze-able MCQs with retrieved context, 20 instructions."""
-    from perpetual.config import TinyGemma, TokenizerParams
+    from perpetual.init_params import TinyGemma, TokenizerParams
     from perpetual.models import build_tiny, train_tokenizer
 
     facts = [f"The Tellavik model {index} weighs {1000 + 37 * index} grams and ships from Marrowgate." for index in range(40)]
@@ -76,7 +77,7 @@ def build_demo(root: Path) -> tuple[str, str]:
         mcq["options"][0], mcq["options"][gold] = mcq["options"][gold], mcq["options"][0]
         mcq["answer"] = "ABCD"[gold]
     tokenizer = train_tokenizer(facts * 3, TokenizerParams(vocab_size=400, min_frequency=1))
-    spec = TinyGemma(kind="tiny-gemma", hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32, intermediate_size=128, copying=False)
+    spec = TinyGemma(**spec_of("tiny-gemma", hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32, intermediate_size=128, copying=False))
     for folder, seed in ((paths.base_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
         model = build_tiny(spec, tokenizer, seed)
         model.save_pretrained(str(root / folder))
@@ -90,7 +91,7 @@ def build_demo(root: Path) -> tuple[str, str]:
     write_jsonl(root / "data/retention/general_instructions.jsonl", [{"instruction": f"What is {i} plus {i}?", "input": "", "output": f"{i} plus {i} is {2 * i}."} for i in range(20)])
     params = params_dict({
         "pipeline": {"tasks": ["demo"], "models": ["tiny"], "seed": 0},
-        "fetch": {"sources": {"demo": {"kind": "local", "path": "src"}}},
+        "fetch": {"sources": {"demo": spec_of("local", path="src")}},
         "init": {"models": {"tiny": spec.model_dump()}},
         "train": {"task_overrides": {}},
     })

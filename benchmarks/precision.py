@@ -8,7 +8,8 @@ Prints `gemm_gflops.{fp32,bf16}` (a 2048x576 . 576x1536 product on all cores), t
 (perpetual/training.py `train`, the stage's row selection and chat template, `--train-steps` optimizer steps on the
 task's assembled rows), `scoring.<precision>.{tokens_per_s,peak_rss_gib}` through the evaluate stage's scorer
 (`make_lm` + `score`, the closed-book, RAG and oracle prompts in both formats for the first `--limit` MCQs of
-`--task`), and `agreement`: the share of identical predictions, bf16 vs fp32. MFU: 6 x parameters x tokens/s over the
+`--task`), `agreement`: the share of identical predictions, bf16 vs fp32, and `cells`: each condition x format
+cell's accuracy in both precisions and the largest change of any cell. MFU: 6 x parameters x tokens/s over the
 measured bf16 GEMM peak. Every measurement runs in a process of its own, so its peak memory is its own.
 
 Needs the default pipeline's data (`make run`: data/generated, data/retrieved, data/datasets). bf16 here is what
@@ -35,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from perpetual import paths  # noqa: E402
 from perpetual.config import load_params  # noqa: E402
 from perpetual.precision import Choice, bf16_hardware  # noqa: E402
+from perpetual.testing.params import with_sft  # noqa: E402
 
 GEMM_SHAPE = (2048, 576, 1536)  # SmolLM2's MLP up-projection on 2048 tokens
 PRECISIONS = ("fp32", "bf16")
@@ -66,7 +68,7 @@ def measure_train(folder: Path, task: str, method: str, bf16: bool, steps: int) 
 
     params = load_params(REPO / "params.yaml")
     settings = params.train.for_task(task).model_copy(update={"method": method, "template": "chat", "resume": "never"})
-    settings = settings.with_sft(max_steps=steps, save_steps=10**6, logging_steps=10**6)
+    settings = with_sft(settings, max_steps=steps, save_steps=10**6, logging_steps=10**6)
     model, tokenizer = load_local(folder, torch.float32)
     template = make_template("chat", tokenizer, str(folder))
     rows = [from_record(record) for record in datasets.load_from_disk(str(paths.dataset(task)))["train"]]
@@ -154,6 +156,22 @@ def agreement(first: Path, second: Path) -> float:
     return sum(a[k] == b[k] for k in a) / len(a)
 
 
+def cell_changes(first: Path, second: Path) -> dict[str, Any]:
+    """Accuracy per (condition, format) cell in each precision, and the largest change of any cell."""
+    from perpetual.io import read_jsonl
+
+    def accuracies(path: Path) -> dict[str, float]:
+        cells: dict[str, list[float]] = {}
+        for row in read_jsonl(path):
+            cells.setdefault(f"{row['condition']}/{row['format']}", []).append(row["acc"])
+        return {cell: round(sum(values) / len(values), 4) for cell, values in sorted(cells.items())}
+
+    fp32, bf16 = accuracies(first), accuracies(second)
+    changes = {cell: round(bf16[cell] - fp32[cell], 4) for cell in fp32}
+    largest = max(changes, key=lambda cell: abs(changes[cell]))
+    return {"fp32": fp32, "bf16": bf16, "largest_change": {"cell": largest, "change": changes[largest]}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2", help="a pretrained model of params.yaml init.models")
@@ -171,7 +189,7 @@ def main() -> None:
     if args.one:
         return one(args)
 
-    from perpetual.config import PretrainedModel
+    from perpetual.init_params import PretrainedModel
     from perpetual.models import load_pretrained
 
     params = load_params(REPO / "params.yaml")
@@ -204,6 +222,7 @@ def main() -> None:
         scoring["speedup"] = round(scoring["bf16"]["tokens_per_s"] / scoring["fp32"]["tokens_per_s"], 2)
         report["scoring"] = scoring
         report["agreement"] = round(agreement(Path(scratch) / "fp32.jsonl", Path(scratch) / "bf16.jsonl"), 4)
+        report["cells"] = cell_changes(Path(scratch) / "fp32.jsonl", Path(scratch) / "bf16.jsonl")
     report["gemm_gflops"]["ratio"] = round(report["gemm_gflops"]["bf16"] / report["gemm_gflops"]["fp32"], 2)
     print(json.dumps(report, indent=2))
 

@@ -23,11 +23,13 @@ sys.path.insert(0, str(REPO))
 import py3langid  # noqa: E402
 
 from perpetual.chunking import chunk_documents  # noqa: E402
-from perpetual.config import CatalogueSource, LocalSource, PapersSource, load_params  # noqa: E402
+from perpetual.config import load_params  # noqa: E402
+from perpetual.fetch_params import CatalogueSource, LocalSource, PapersSource  # noqa: E402
 from perpetual.records import LETTERS  # noqa: E402
 from perpetual.sources import fetch  # noqa: E402
 from perpetual.teacher.offline import OfflineTeacher  # noqa: E402
 from perpetual.teacher.quality import QualityReport, clean_flashcards, clean_mcqs  # noqa: E402
+from perpetual.testing.params import spec  # noqa: E402
 
 # Defined here, not imported from the code measured, so that the figures do not share its mistakes.
 PYTHON_BOILERPLATE = set(keyword.kwlist) | set(dir(builtins)) | {"self", "cls"}
@@ -43,7 +45,7 @@ def measure(task: str, source: object) -> None:
     report = fetch(task, source, REPO / "data" / "cache" / "git")
     chunks, _ = chunk_documents(report.documents, params.chunk)
     settings = params.generate
-    result = OfflineTeacher(seed=0).generate(chunks, settings.flashcards_per_chunk, settings.mcqs_per_chunk)
+    result = OfflineTeacher(seed=0, near_duplicate_threshold=settings.near_duplicate_threshold).generate(chunks, settings.flashcards_per_chunk, settings.mcqs_per_chunk)
     quality = QualityReport()
     cards = clean_flashcards(result.flashcards, settings.near_duplicate_threshold, quality)
     mcqs = clean_mcqs(result.mcqs, cards, settings.near_duplicate_threshold, 0, quality)
@@ -80,12 +82,12 @@ def main() -> None:
     parser.add_argument("--id-field", default="id")
     args = parser.parse_args()
     if args.code:
-        measure("code", LocalSource(kind="local", path=str(args.code), include=["**/*.py"], language="python"))
+        measure("code", LocalSource(**spec("local", path=str(args.code), include=["**/*.py"], language="python")))
     if args.papers:
-        measure("research", PapersSource(kind="papers", path=str(args.papers)))
+        measure("research", PapersSource(**spec("papers", path=str(args.papers))))
     if args.catalogue:
         fields = args.text_fields.split(",")
-        measure("products", CatalogueSource(kind="catalogue", path=str(args.catalogue), id_field=args.id_field, text_fields=fields))
+        measure("products", CatalogueSource(**spec("catalogue", path=str(args.catalogue), id_field=args.id_field, text_fields=fields)))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ FP32 = Choice(False, "fp32: the figures in benchmarks/README.md were measured in
 from perpetual.records import Flashcard  # noqa: E402
 from perpetual.rows import Example, Question, Row, Text, examples, from_record  # noqa: E402
 from perpetual.templates import make_template  # noqa: E402
+from perpetual.testing.params import with_sft  # noqa: E402
 from perpetual.training import build_trainer  # noqa: E402
 
 
@@ -70,7 +71,7 @@ def training_rows(params: Params, task: str) -> tuple[list[Row], str]:
 
     documents = fetch(task, params.fetch.source(task), REPO / paths.git_cache()).documents
     chunks, _ = chunk_documents(documents, params.chunk)
-    cards = OfflineTeacher(params.pipeline.seed).generate(chunks, params.generate.flashcards_per_chunk, 0).flashcards
+    cards = OfflineTeacher(params.pipeline.seed, params.generate.near_duplicate_threshold).generate(chunks, params.generate.flashcards_per_chunk, 0).flashcards
     flashcards = [Flashcard(chunk_id=c.chunk_id, question=c.question, answer=c.answer) for c in cards]
     return list(interleave(chunks, flashcards)), f"built from {params.fetch.source(task).model_dump().get('path')}"
 
@@ -152,11 +153,11 @@ def gpu_preset(args: argparse.Namespace, params: Params) -> None:
         model = model.to(torch.bfloat16)
     parameters = sum(p.numel() for p in model.parameters())
     rows_per_step = params.train.sft.per_device_train_batch_size * params.train.sft.gradient_accumulation_steps
-    stage = params.train.model_copy(update={"method": args.method, "precision": "bf16", "task_overrides": {}}).with_sft(
+    stage = with_sft(params.train.model_copy(update={"method": args.method, "precision": "bf16", "task_overrides": {}}),
         num_train_epochs=1, max_length=args.seq_len, save_steps=10**6, logging_steps=10**6,
         activation_checkpointing=args.method == "full")  # fmt: skip
     # Synthetic rows of exactly seq_len tokens (ids below any real vocabulary): compute is what is measured.
-    from perpetual.config import TokenizerParams
+    from perpetual.init_params import TokenizerParams
     from perpetual.models import train_tokenizer
 
     tokenizer = train_tokenizer(["perpetual throughput"] * 8, TokenizerParams(vocab_size=300, min_frequency=1))
@@ -203,8 +204,8 @@ def main() -> None:
     params = load_params(REPO / "params.yaml")
     if args.preset:
         return gpu_preset(args, params)
-    stage = params.train.model_copy(update={"template": args.template or params.train.template}).with_sft(
-        num_train_epochs=args.epochs, save_steps=10**6, logging_steps=10**6)
+    stage = with_sft(params.train.model_copy(update={"template": args.template or params.train.template}),
+        num_train_epochs=args.epochs, save_steps=10**6, logging_steps=10**6)  # fmt: skip
     rows, data_label = training_rows(params, args.task)
 
     with tempfile.TemporaryDirectory() as scratch:

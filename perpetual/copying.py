@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from perpetual.config import CopyingParams
+from perpetual.init_params import CopyingParams
 
 # Ids 0 and 1 are the tiny tokenizer's special tokens (end of text, padding: perpetual/models.py).
 _FIRST_ORDINARY_ID = 2

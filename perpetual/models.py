@@ -25,8 +25,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from perpetual.config import ModelSpec, PretrainedModel, TinyGemma, TinyMamba2, TokenizerParams
 from perpetual.errors import UserError
+from perpetual.init_params import ModelSpec, PretrainedModel, TinyGemma, TinyMamba2, TokenizerParams
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"

@@ -20,8 +20,8 @@ from typing import Any
 from tqdm import tqdm
 
 from perpetual import papers
-from perpetual.config import CatalogueSource, GitSource, LocalSource, PapersSource
 from perpetual.errors import UserError
+from perpetual.fetch_params import CatalogueSource, GitSource, LocalSource, PapersSource
 from perpetual.records import Document, content_id
 
 

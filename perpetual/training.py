@@ -23,13 +23,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast, TrainerCallba
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
-from perpetual.config import TrainingParams, check_sft
+from perpetual.config import TrainingParams
 from perpetual.errors import UserError
 from perpetual.io import atomic_path
 from perpetual.models import load_local, local_config, report_kernels
 from perpetual.precision import Choice, choose, training_weights
 from perpetual.records import content_id
 from perpetual.rows import Example, Row, examples
+from perpetual.sft_options import PERPETUAL_OWNED, check_sft
 from perpetual.templates import Template, TemplateName, make_template
 
 
@@ -120,7 +121,7 @@ def sft_config(params: TrainingParams, output_dir: Path, model: PreTrainedModel,
     if options.get("packing") and "mamba" in model.config.model_type:
         print(f"{params.section}: packing turned off for Mamba (its scan would mix packed sequences)", file=sys.stderr)
         options["packing"] = False
-    # Why each is not a params.yaml setting: config.PERPETUAL_OWNED (the others it names stay TRL's defaults).
+    # Every field of sft_options.PERPETUAL_OWNED, which says why each is not a params.yaml setting.
     owned: dict[str, Any] = {
         "output_dir": str(output_dir),
         "save_strategy": "steps",
@@ -132,8 +133,14 @@ def sft_config(params: TrainingParams, output_dir: Path, model: PreTrainedModel,
         # not appended again after an answer); alpaca: the tokenizer's own EOS.
         "eos_token": template.end_of_answer,
         "bf16": choice.bf16,  # on the CPU: bf16 autocast over fp32 master weights (perpetual/precision.py)
+        "fp16": False,
         "use_cpu": not torch.cuda.is_available(),
+        "resume_from_checkpoint": None,  # train() passes the checkpoint to trainer.train itself
+        "chat_template_path": None,  # the rows are rendered by perpetual/templates.py
+        "dataset_text_field": "text",  # TRL's default, unused: the rows are prompt/completion pairs
     }
+    if owned.keys() != PERPETUAL_OWNED.keys():
+        raise AssertionError(f"sft_config sets {sorted(owned)}, sft_options.PERPETUAL_OWNED names {sorted(PERPETUAL_OWNED)}")
     try:
         return SFTConfig(**options, **owned)
     except ValueError as error:  # SFTConfig's own checks of values that fit their types (e.g. an unknown scheduler)

@@ -40,7 +40,7 @@ CHATML = (
 
 def tiny_tokenizer(chat: bool = False):
     """A byte-level BPE tokenizer trained in milliseconds; with `chat`, ChatML special tokens and template."""
-    from perpetual.config import TokenizerParams
+    from perpetual.init_params import TokenizerParams
     from perpetual.models import train_tokenizer
 
     texts = ["What does one return? def one(): return 1", "The Tellavik Nova weighs 1336 grams."]

@@ -127,7 +127,7 @@ def test_assemble_stage_writes_groups_and_counts(tmp_path: Path, monkeypatch: py
     import datasets
 
     from perpetual import paths
-    from perpetual.testing.params import params_dict
+    from perpetual.testing.params import params_dict, spec
     from stages import assemble
 
     chunks, cards, mcqs = _corpus(20)
@@ -135,7 +135,7 @@ def test_assemble_stage_writes_groups_and_counts(tmp_path: Path, monkeypatch: py
     write_jsonl(paths.chunks("demo"), chunks)
     write_jsonl(paths.flashcards("demo"), cards)
     write_jsonl(paths.mcqs("demo"), mcqs)
-    params = params_dict({"pipeline": {"tasks": ["demo"], "seed": 0}, "fetch": {"sources": {"demo": {"kind": "local", "path": "src"}}},
+    params = params_dict({"pipeline": {"tasks": ["demo"], "seed": 0}, "fetch": {"sources": {"demo": spec("local", path="src")}},
                           "train": {"task_overrides": {}}, "assemble": {"flashcard_holdout": 0.25}})  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.setattr(sys, "argv", ["assemble", "--task", "demo"])

@@ -12,8 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perpetual.config import CatalogueSource, GitSource, LocalSource, PapersSource, Params, check_sft, load_params, parse_params
+from perpetual import config, fetch_params, init_params
+from perpetual.config import UNION_TAGS, Params, load_params, parse_params
 from perpetual.errors import USER_ERROR_EXIT_CODE, UserError, exits_cleanly
+from perpetual.fetch_params import CatalogueSource, GitSource, LocalSource, PapersSource
+from perpetual.sft_options import check_sft
+from perpetual.strict import Strict
+from perpetual.testing.params import spec
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"
@@ -32,16 +37,17 @@ def _error_for(raw: dict) -> str:
     return message
 
 
-def test_real_params_yaml_loads() -> None:
+def test_real_params_yaml_loads(raw: dict) -> None:
     params = load_params(PARAMS)
     assert isinstance(params, Params)
-    assert params.pipeline.tasks == ["code", "research", "products"]
-    assert isinstance(params.fetch.sources["code"], LocalSource)
-    assert isinstance(params.fetch.sources["research"], PapersSource)
-    assert isinstance(params.fetch.sources["products"], CatalogueSource)
-    assert params.fetch.sources["products"].text_fields[0] == "title"
-    assert params.chunk.chunk_size == 1200
-    assert params.generate.flashcards_per_chunk == 3
+    # Read as written, each source as the class its kind names (the values themselves are params.yaml's business).
+    assert params.pipeline.tasks == raw["pipeline"]["tasks"]
+    kinds = {"local": LocalSource, "papers": PapersSource, "catalogue": CatalogueSource}
+    for task, source in raw["fetch"]["sources"].items():
+        assert type(params.fetch.sources[task]) is kinds[source["kind"]]
+        assert params.fetch.sources[task].model_dump(exclude_unset=True) == source
+    assert params.chunk.chunk_size == raw["chunk"]["chunk_size"]
+    assert params.generate.flashcards_per_chunk == raw["generate"]["flashcards_per_chunk"]
     for task in params.pipeline.tasks:
         params.require_task(task)  # does not raise
     for model in params.pipeline.models:
@@ -107,15 +113,15 @@ def test_catalogue_file_under_remote_sources_is_moved(raw: dict) -> None:
 def test_hub_dataset_under_on_disk_sources_is_moved(raw: dict) -> None:
     products = raw["fetch"]["sources"]["products"]
     del products["path"]
-    products["hf_dataset"] = "wdc/products-2017"
+    products.update(hf_dataset="wdc/products-2017", hf_split="train")
     assert "fetch.remote_sources" in _error_for(raw)
 
 
 def test_remote_sources_count_as_task_sources(raw: dict) -> None:
     products = raw["fetch"]["sources"].pop("products")
     del products["path"]
-    products["hf_dataset"] = "wdc/products-2017"
-    raw["fetch"]["remote_sources"] = {"products": products, "code": {"kind": "git", "url": "../r", "commit": "abcdef1"}}
+    products.update(hf_dataset="wdc/products-2017", hf_split="train")
+    raw["fetch"]["remote_sources"] = {"products": products, "code": spec("git", url="../r", commit="abcdef1")}
     del raw["fetch"]["sources"]["code"]
     params = parse_params(raw)
     assert isinstance(params.fetch.source("products"), CatalogueSource)
@@ -123,7 +129,7 @@ def test_remote_sources_count_as_task_sources(raw: dict) -> None:
 
 
 def test_a_task_with_two_sources_is_an_error(raw: dict) -> None:
-    raw["fetch"]["remote_sources"] = {"code": {"kind": "git", "url": "../r", "commit": "abcdef1"}}
+    raw["fetch"]["remote_sources"] = {"code": spec("git", url="../r", commit="abcdef1")}
     assert "both" in _error_for(raw)
 
 
@@ -248,20 +254,26 @@ def _params_with_train(**train: object) -> dict:
     return raw
 
 
-def test_task_overrides_apply_to_one_task_only() -> None:
-    overrides = {"research": {"sft": {"num_train_epochs": 12}, "lora": {"r": 4}}}
-    params = parse_params(_params_with_train(task_overrides=overrides))
-    research, products = params.train.for_task("research"), params.train.for_task("products")
-    assert research.sft.num_train_epochs == 12 and products.sft.num_train_epochs == 4
+def test_task_overrides_apply_to_one_task_only(raw: dict) -> None:
+    raw["train"]["sft"]["num_train_epochs"] = 3
+    raw["train"]["task_overrides"] = {"research": {"sft": {"num_train_epochs": 7}, "lora": {"r": 4}}}
+    train = parse_params(raw).train
+    research, products, code = train.for_task("research"), train.for_task("products"), train.for_task("code")
+    assert (research.sft.num_train_epochs, products.sft.num_train_epochs, code.sft.num_train_epochs) == (7, 3, 3)
     # Merged into the section, option by option: the rest of sft (and of lora) is train's.
-    assert research.sft.model_dump() == {**products.sft.model_dump(), "num_train_epochs": 12}
-    assert research.lora == products.lora.model_copy(update={"r": 4})
+    assert research.sft.model_dump() == {**train.sft.model_dump(), "num_train_epochs": 7}
+    assert research.lora == train.lora.model_copy(update={"r": 4})
+    assert products == train and code == train  # a task without an override trains with the section as written
 
 
-def test_the_shipped_task_overrides_set_only_epochs() -> None:
-    train = load_params(PARAMS).train
-    assert {task: train.for_task(task).sft.num_train_epochs for task in ("code", "research", "products")} == {
-        "code": 12, "research": 12, "products": 4}  # fmt: skip
+def test_a_task_override_replaces_values_and_leaves_the_section_as_it_was(raw: dict) -> None:
+    raw["train"].update(template="alpaca", method="full")
+    raw["train"]["task_overrides"] = {"code": {"template": "chat", "method": "lora", "sft": {"learning_rate": 1e-3}}}
+    train = parse_params(raw).train
+    code = train.for_task("code")
+    assert (code.template, code.method, code.sft.learning_rate) == ("chat", "lora", 1e-3)
+    assert code.task_overrides == {}  # the merged section is one task's, with nothing left to merge
+    assert (train.template, train.method, train.sft.learning_rate) == ("alpaca", "full", raw["train"]["sft"]["learning_rate"])
 
 
 @pytest.mark.parametrize(
@@ -312,10 +324,44 @@ def test_a_misspelt_setting_suggests_the_right_one(raw: dict) -> None:
     assert _error_for(raw).startswith("params.yaml: unknown key 'train.templat'; check its spelling (did you mean 'train.template'?)")
 
 
-@pytest.mark.parametrize(("section", "old", "new"), [("train", "epochs", "num_train_epochs"), ("instruct", "save_steps", "save_steps")])
-def test_a_training_option_outside_sft_points_to_its_sft_name(raw: dict, section: str, old: str, new: str) -> None:
-    raw[section][old] = 3
-    assert f"unknown key '{section}.{old}'; check its spelling (did you mean '{section}.sft.{new}'?" in _error_for(raw)
+@pytest.mark.parametrize(("section", "key"), [("train", "num_train_epochs"), ("instruct", "save_steps")])
+def test_a_training_option_outside_sft_points_to_its_sft_name(raw: dict, section: str, key: str) -> None:
+    raw[section][key] = 3
+    assert f"unknown key '{section}.{key}'; check its spelling (did you mean '{section}.sft.{key}'?" in _error_for(raw)
+
+
+def test_an_unknown_key_without_a_close_one_points_to_the_configuration_reference(raw: dict) -> None:
+    raw["chunk"]["zzzz"] = 1
+    assert _error_for(raw).endswith("(see the allowed keys under 'chunk' in docs/configuration.md)")
+
+
+@pytest.mark.parametrize(("section", "entry", "key"), [("sources", "code", "exclude"), ("sources", "products", "on_malformed")])
+def test_a_missing_source_key_is_named_without_the_kind(raw: dict, section: str, entry: str, key: str) -> None:
+    del raw["fetch"][section][entry][key]
+    assert f"missing required key 'fetch.{section}.{entry}.{key}'" in _error_for(raw)
+
+
+@pytest.mark.parametrize(("model", "key"), [("gemma", "max_position_embeddings"), ("mamba2", "chunk_size"), ("smollm2", "trust_remote_code")])
+def test_a_missing_model_key_is_named_without_the_kind(raw: dict, model: str, key: str) -> None:
+    del raw["init"]["models"][model][key]
+    assert f"missing required key 'init.models.{model}.{key}'" in _error_for(raw)
+
+
+def test_only_the_fields_whose_absence_means_none_may_be_left_out() -> None:
+    """No default in code that params.yaml does not show: a field may be left out only where leaving it out means
+    none (a catalogue's or a pretrained model's other location, the default branch, no GGUF file, init.copying's
+    value for a model's own copy lessons)."""
+    models = {model for module in (config, fetch_params, init_params) for model in vars(module).values()
+              if isinstance(model, type) and issubclass(model, Strict)}  # fmt: skip
+    optional = {f"{model.__name__}.{name}": field.default for model in models for name, field in model.model_fields.items() if not field.is_required()}
+    overrides = [f"CopyingOverrides.{name}" for name in init_params.CopyingParams.model_fields]
+    assert optional == dict.fromkeys(["CatalogueSource.path", "CatalogueSource.hf_dataset", "CatalogueSource.hf_split", "CatalogueSource.hf_revision",
+                                      "PretrainedModel.name_or_path", "PretrainedModel.package", "PretrainedModel.gguf_file", "PretrainedModel.revision",
+                                      *overrides])  # fmt: skip
+
+
+def test_union_tags_are_the_kinds_the_specs_declare() -> None:
+    assert UNION_TAGS == {"local", "git", "papers", "catalogue", "tiny-mamba2", "tiny-gemma", "tiny-llama", "pretrained"}
 
 
 # ---------------------------------------------------------------- sft: TRL's SFTConfig options
@@ -353,7 +399,7 @@ def _check_sft_error(raw: dict) -> str:
     ("section", "key", "message"),
     [
         ("train", "learning_rat", "unknown key 'train.sft.learning_rat', not an option of TRL's SFTConfig (did you mean 'train.sft.learning_rate'?)"),
-        ("instruct", "epochs", "unknown key 'instruct.sft.epochs', not an option of TRL's SFTConfig (did you mean 'instruct.sft.num_train_epochs'?)"),
+        ("instruct", "num_train_epoch", "unknown key 'instruct.sft.num_train_epoch', not an option of TRL's SFTConfig (did you mean 'instruct.sft.num_train_epochs'?)"),
         ("train", "zzzz", "unknown key 'train.sft.zzzz', not an option of TRL's SFTConfig (see the options at https://huggingface.co/docs/trl"),
     ],
 )
@@ -390,3 +436,10 @@ def test_sft_values_take_the_types_sftconfig_declares() -> None:
     # YAML 1.1 (PyYAML) reads 1e-3 as a string; SFTConfig's float makes it a number. Other values are kept.
     checked = check_sft({"learning_rate": "1e-3", "lr_scheduler_type": "cosine", "max_length": None, "neftune_noise_alpha": 5}, "train.sft")
     assert checked == {"learning_rate": 0.001, "lr_scheduler_type": "cosine", "max_length": None, "neftune_noise_alpha": 5.0}
+
+
+def test_a_hub_catalogue_names_its_split(raw: dict) -> None:
+    products = raw["fetch"]["sources"].pop("products")
+    del products["path"]
+    raw["fetch"]["remote_sources"] = {"products": {**products, "hf_dataset": "wdc/products-2017"}}
+    assert "'fetch.remote_sources.products': a Hugging Face dataset needs `hf_split`" in _error_for(raw)

@@ -7,9 +7,10 @@ import torch
 from transformers import GemmaConfig, GemmaForCausalLM
 
 import perpetual.copying
-from perpetual.config import CopyingParams, parse_params
+from perpetual.config import parse_params
 from perpetual.copying import copy_accuracy, copy_batch, teach_copying
 from perpetual.errors import UserError
+from perpetual.init_params import CopyingParams
 from perpetual.testing.params import params_dict
 
 
@@ -105,7 +106,7 @@ def test_a_model_may_replace_fields_of_the_lessons_and_a_bad_replacement_is_name
     assert own is not None and (own.steps, own.context_length) == (7, 40)
     assert own.span_length == params.init.copying.span_length  # the rest as init.copying
     raw = params_dict({"init": {"models": {"gemma": {"copying": {"context_length": 10}}}}})
-    with pytest.raises(UserError, match=r"base.*models\.gemma\.copying.*2 \* span_length"):
+    with pytest.raises(UserError, match=r"init.*models\.gemma\.copying.*2 \* span_length"):
         parse_params(raw)
     raw = params_dict({"init": {"models": {"gemma": {"copying": {"steps": -1}}}}})
     with pytest.raises(UserError, match=r"models\.gemma\.copying\.steps: .*greater than or equal to 0"):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from perpetual.analysis import summary
-from perpetual.config import TinyGemma, TinyMamba2, TokenizerParams
 from perpetual.evaluation import Budget, budget_for, build_items, byte_level, make_lm, score, task_config, task_manager
+from perpetual.init_params import TinyGemma, TinyMamba2, TokenizerParams
 from perpetual.io import write_jsonl
 from perpetual.models import build_tiny, train_tokenizer
 from perpetual.records import Mcq
@@ -32,9 +32,9 @@ def tokenizer():
 @pytest.fixture(scope="module", params=["gemma", "mamba2"])
 def model(request, tokenizer):
     spec = (
-        TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False)
+        TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, max_position_embeddings=2048, copying=False)
         if request.param == "gemma"
-        else TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8, chunk_size=16, copying=False)
+        else TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8, expand=2, n_groups=1, chunk_size=16, copying=False)
     )
     return build_tiny(spec, tokenizer, seed=0).eval()
 

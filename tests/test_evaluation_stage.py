@@ -14,7 +14,7 @@ import yaml
 
 from perpetual import paths
 from perpetual.conditions import CONDITIONS as TABLE
-from perpetual.config import TinyGemma, TokenizerParams
+from perpetual.init_params import TinyGemma, TokenizerParams
 from perpetual.io import read_jsonl, write_jsonl
 from perpetual.models import build_tiny, train_tokenizer
 from perpetual.testing.params import params_dict
@@ -34,7 +34,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mcqs = [_mcq(index) for index in range(12)]
     texts = [f"Item {index} weighs {1000 + 7 * index} grams." for index in range(12)] * 5
     tokenizer = train_tokenizer(texts + ["### Instruction:\nSay hi.\n\n### Response:\nHi!"], TokenizerParams(vocab_size=300, min_frequency=1))
-    spec = TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False)
+    spec = TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, max_position_embeddings=2048, copying=False)
     # Two different random models stand in for the starting ("base") and the fine-tuned model.
     for folder, seed in ((paths.base_model("tiny"), 0), (paths.trained_model("demo", "tiny"), 1)):
         model = build_tiny(spec, tokenizer, seed=seed)
@@ -50,7 +50,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_jsonl(root / "data/retention/general_instructions.jsonl", [{"instruction": f"Say {i}.", "input": "", "output": f"{i}."} for i in range(5)])
     params = params_dict({
         "pipeline": {"tasks": ["demo"], "models": ["tiny"], "seed": 0},
-        "fetch": {"sources": {"demo": {"kind": "local", "path": "src"}}},
+        "fetch": {"sources": {"demo": {"kind": "local", "path": "src", "include": ["**/*"], "exclude": [], "language": "text"}}},
         "init": {"models": {"tiny": spec.model_dump()}},
         "train": {"task_overrides": {}},
         "evaluate": {"conditions": CONDITIONS, "batch_size": 4, "retention": {"max_new_tokens": 6}},

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from perpetual.testing.params import spec
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -83,7 +85,7 @@ def test_changing_a_git_pin_makes_its_fetch_stale(project: tuple[Path, Path, dic
         commits.append(run(["git", "rev-parse", "HEAD"], upstream, env).strip())
     params = yaml.safe_load((root / "params.yaml").read_text())
     del params["fetch"]["sources"]["code"]
-    params["fetch"]["remote_sources"] = {"code": {"kind": "git", "url": str(upstream), "commit": commits[0]}}
+    params["fetch"]["remote_sources"] = {"code": spec("git", url=str(upstream), commit=commits[0], include=["**/*.py"])}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     run([str(BIN / "dvc"), "repro", "--quiet", "fetch-remote@code"], root, env)

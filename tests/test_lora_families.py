@@ -15,10 +15,12 @@ import torch
 import yaml
 from transformers import MambaConfig, MambaForCausalLM
 
-from perpetual.config import TinyGemma, TinyMamba2, TokenizerParams
 from perpetual.errors import UserError
+from perpetual.init_params import TinyGemma, TinyMamba2, TokenizerParams
 from perpetual.models import build_tiny, train_tokenizer
+from perpetual.rows import Question, Row, Text, to_records
 from perpetual.testing.params import params_dict
+from perpetual.testing.params import spec as shipped_spec
 from perpetual.training import lora_capable_modules, lora_target_modules
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -28,8 +30,8 @@ FACTS = [
     ("Brindlewick kilns fire at 1240 degrees.", "At what temperature do Brindlewick kilns fire?", "1240 degrees"),
 ]
 TINY = {
-    "tiny-mamba2": {"kind": "tiny-mamba2", "hidden_size": 32, "num_hidden_layers": 1, "head_dim": 16, "state_size": 8, "chunk_size": 16, "copying": False},
-    "tiny-gemma": {"kind": "tiny-gemma", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "intermediate_size": 64, "copying": False},
+    "tiny-mamba2": shipped_spec("tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8, chunk_size=16, copying=False),
+    "tiny-gemma": shipped_spec("tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False),
 }  # fmt: skip
 
 
@@ -81,11 +83,10 @@ def test_a_wrong_module_is_one_line_naming_it_and_the_usable_ones(models, family
 
 # ---------------------------------------------------------------- through the stages
 def project(root: Path, tokenizer, spec: dict, lora: dict) -> None:
-    rows = []
+    rows: list[Row] = []
     for index, (text, question, answer) in enumerate(FACTS):
-        rows.append({"type": "doc", "chunk_id": f"c{index}", "instruction": "", "input": "", "text": text})
-        rows.append({"type": "qna", "chunk_id": f"c{index}", "instruction": question, "input": "", "text": answer})
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(root / "data/datasets/t"))
+        rows += [Text(f"c{index}", text), Question(f"c{index}", question, "", answer)]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(to_records(rows))}).save_to_disk(str(root / "data/datasets/t"))
     (root / "data/chunks").mkdir(parents=True)
     (root / "data/chunks/t.jsonl").write_text("".join(json.dumps({"chunk_id": f"c{i}", "text": fact[0]}) + "\n" for i, fact in enumerate(FACTS)))
     instruct = root / "data/instruct"
@@ -94,7 +95,7 @@ def project(root: Path, tokenizer, spec: dict, lora: dict) -> None:
     (instruct / "mcq.jsonl").write_text("")
     params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["m"]},
-        "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
+        "fetch": {"sources": {"t": shipped_spec("local", path="src")}},
         "init": {"models": {"m": spec}, "tokenizer": {"vocab_size": 300, "min_frequency": 1}},
         "instruct": {"enabled": False},
         "train": {"method": "lora", "lora": lora, "replay": {"fraction": 0.0}, "task_overrides": {},
@@ -116,7 +117,7 @@ def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path
         folder = tmp_path / "hub" / "tiny-mamba"
         tiny_mamba_v1(tokenizer).save_pretrained(str(folder))
         tokenizer.save_pretrained(str(folder))
-        spec: dict = {"kind": "pretrained", "name_or_path": str(folder)}
+        spec: dict = {"kind": "pretrained", "name_or_path": str(folder), "trust_remote_code": False}
     else:
         spec = TINY[family]
     project(tmp_path, tokenizer, spec, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "auto"})
@@ -170,6 +171,6 @@ def test_a_missing_gguf_file_is_one_line_naming_it_and_the_files_there(tokenizer
     folder = tmp_path / "downloads"
     folder.mkdir()
     (folder / "other-model.Q4_K_M.gguf").write_bytes(b"GGUF")
-    project(tmp_path, tokenizer, {"kind": "pretrained", "name_or_path": str(folder), "gguf_file": "llama.Q8_0.gguf"}, {"target_modules": "auto"})
+    project(tmp_path, tokenizer, {"kind": "pretrained", "name_or_path": str(folder), "gguf_file": "llama.Q8_0.gguf", "trust_remote_code": False}, {"target_modules": "auto"})
     line = one_line_error(tmp_path, "stages.init", "--model", "m")
     assert "init.models.m.gguf_file: 'llama.Q8_0.gguf' is not in" in line and "other-model.Q4_K_M.gguf" in line

@@ -48,7 +48,7 @@ def load_chunks(task: str) -> list:
 
 
 def generate(task: str, chunks: list) -> dict:
-    teacher = OfflineTeacher(seed=SEED)
+    teacher = OfflineTeacher(seed=SEED, near_duplicate_threshold=SETTINGS.near_duplicate_threshold)
     result = teacher.generate(chunks, SETTINGS.flashcards_per_chunk, SETTINGS.mcqs_per_chunk)
     report = QualityReport()
     flashcards = clean_flashcards(result.flashcards, SETTINGS.near_duplicate_threshold, report)
@@ -278,7 +278,7 @@ def test_distractors_come_from_the_answers_language() -> None:
     spanish = [f"Hervidor modelo {i}\nHierve el agua rápidamente en la cocina. El cuerpo del hervidor es {word}." for i, word in
                enumerate(["cobre", "granito", "bambú", "cerámica", "titanio", "nogal"])]  # fmt: skip
     chunks = [_chunk(f"en{i}", text) for i, text in enumerate(english)] + [_chunk(f"es{i}", text) for i, text in enumerate(spanish)]
-    result = OfflineTeacher(seed=0).generate(chunks, flashcards_per_chunk=0, mcqs_per_chunk=2)
+    result = OfflineTeacher(seed=0, near_duplicate_threshold=SETTINGS.near_duplicate_threshold).generate(chunks, flashcards_per_chunk=0, mcqs_per_chunk=2)
     words = {"en": {"copper", "granite", "bamboo", "ceramic", "titanium", "walnut", "kitchen", "quickly"},
              "es": {"cobre", "granito", "bambú", "cerámica", "titanio", "nogal", "cocina", "rápidamente"}}  # fmt: skip
     assert result.mcqs

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from perpetual import papers
-from perpetual.config import PapersSource
+from perpetual.fetch_params import PapersSource
 from perpetual.sources import fetch
+from perpetual.testing.params import spec
 from tests.pdf_support import LIGATURE_FI, PRIVATE_GLYPH, make_pdf
 
 HEADER = "Annals of Tiny Models, Vol. 3"
@@ -111,7 +112,7 @@ def test_markdown_papers_lose_their_bibliography(tmp_path: Path, heading: str) -
     paper = "\n".join(["# A study", *lines, heading, "- A. Smith. 2024. Tiny kilns. ArXiv:2401.00001 [cs]."])
     (tmp_path / "study.md").write_text(paper, encoding="utf-8")
     (tmp_path / "paper.pdf").write_bytes(_paper())
-    report = fetch("research", PapersSource(kind="papers", path=str(tmp_path)), tmp_path / "cache")
+    report = fetch("research", PapersSource(**spec("papers", path=str(tmp_path))), tmp_path / "cache")
     by_source = {doc["source"]: doc["text"] for doc in report.documents}
     assert "ArXiv" not in by_source["study.md"] and "Kiln fact 5." in by_source["study.md"]
     assert report.cleaning["reference_lines"] == 2 + 3  # the markdown paper's and the PDF's

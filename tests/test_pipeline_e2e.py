@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -30,7 +32,7 @@ def small_params() -> dict:
             spec["copying"]["steps"] = 10
     params["train"]["sft"].update({"num_train_epochs": 1, "save_steps": 5})
     params["instruct"]["sft"]["num_train_epochs"] = 1
-    params["evaluate"]["bootstrap_samples"] = 200
+    params["analysis"]["bootstrap_samples"] = 200
     return params
 
 
@@ -97,15 +99,47 @@ def test_second_repro_is_a_no_op(project: tuple[Path, dict[str, str]]) -> None:
     assert "Running stage" not in result.stdout
 
 
-def test_one_cell_reruns_alone_and_deterministically(project: tuple[Path, dict[str, str]]) -> None:
+def test_one_cell_reruns_deterministically(project: tuple[Path, dict[str, str]]) -> None:
     root, env = project
     metrics_file = root / "metrics/eval/products-gemma.json"
     before = metrics_file.read_text()
-    other = (root / "metrics/eval/code-mamba2.json").stat().st_mtime_ns
-    result = run(["dvc", "repro", "--force", "--single-item", "train@products-gemma", "evaluate@products-gemma"], root, env)
-    assert "train@code" not in result.stdout and "evaluate@code" not in result.stdout
+    run(["dvc", "repro", "--force", "--single-item", "train@products-gemma", "evaluate@products-gemma"], root, env)
     assert metrics_file.read_text() == before, "the same params must give identical metrics"
-    assert (root / "metrics/eval/code-mamba2.json").stat().st_mtime_ns == other
+
+
+def marked(root: Path, env: dict[str, str]) -> set[str]:
+    """The stages `dvc status` marks as changed."""
+    return set(json.loads(run(["dvc", "status", "--json"], root, env).stdout or "{}"))
+
+
+def test_one_tasks_param_marks_only_that_tasks_stages(project: tuple[Path, dict[str, str]]) -> None:
+    """The graph in dvc.yaml keeps tasks apart: a change to products' source marks products' stages and no other
+    task's. Its stages read it in turn: first fetch@products alone (the only stage whose params it is), then, once
+    its data has changed, every stage that reads products' chunks, and stages per model (which read every task's)."""
+    root, env = project
+    tasks, models = small_params()["pipeline"]["tasks"], small_params()["pipeline"]["models"]
+    assert "products" in tasks and len(tasks) > 1
+    text = (root / "params.yaml").read_text()
+    params = yaml.safe_load(text)
+    params["fetch"]["sources"]["products"]["max_products"] -= 1
+
+    def task_of(stage: str) -> str | None:
+        item = stage.partition("@")[2]
+        return next((task for task in tasks if item == task or item.startswith(f"{task}-")), None)
+
+    assert marked(root, env) == set()
+    try:
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert marked(root, env) == {"fetch@products"}
+        run(["dvc", "repro", "chunk@products"], root, env)  # fetch@products and chunk@products: a few seconds
+        after = marked(root, env)
+        assert {stage for stage in after if task_of(stage)} == {
+            "generate@products", "assemble@products", "index@products", *(f"evaluate@products-{model}" for model in models)}  # fmt: skip
+        assert all(stage.partition("@")[2] in models for stage in after if not task_of(stage)), after
+    finally:
+        (root / "params.yaml").write_text(text)
+        run(["dvc", "repro", "chunk@products"], root, env)  # back to the cached outputs, for the tests after
+    assert marked(root, env) == set()
 
 
 def test_bad_params_is_one_line(project: tuple[Path, dict[str, str]]) -> None:

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from perpetual import precision
-from perpetual.config import TinyGemma, TokenizerParams
 from perpetual.errors import UserError
 from perpetual.evaluation import make_lm
+from perpetual.init_params import TinyGemma, TokenizerParams
 from perpetual.models import build_tiny, load_local, train_tokenizer
 from perpetual.precision import MIN_BF16_HIDDEN_SIZE, Choice, choose
+from perpetual.testing.params import spec as spec_of
 
 SMALL = SimpleNamespace(hidden_size=128)
 LARGE = SimpleNamespace(hidden_size=576)  # SmolLM2-135M
@@ -60,7 +61,7 @@ def test_hardware_probe_answers_on_this_machine() -> None:
 
 def test_bf16_scoring_keeps_the_log_softmax_in_fp32(tmp_path: Path) -> None:
     tokenizer = train_tokenizer(["the kiln fires at 1200 degrees"] * 4, TokenizerParams(vocab_size=300, min_frequency=1))
-    spec = TinyGemma(kind="tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False)
+    spec = TinyGemma(**spec_of("tiny-gemma", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False))
     build_tiny(spec, tokenizer, 0).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     model, tokenizer = load_local(tmp_path, torch.bfloat16)

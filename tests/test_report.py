@@ -150,8 +150,8 @@ def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(tmp_path)
     params = params_dict({
         "pipeline": {"tasks": ["products", "code"], "models": ["gemma"], "seed": 0},
-        "fetch": {"sources": {"products": {"kind": "local", "path": "p"}, "code": {"kind": "local", "path": "c"}}},
-        "init": {"models": {"gemma": {"kind": "tiny-gemma", "copying": False}}},
+        "fetch": {"sources": {"products": {"kind": "local", "path": "p", "include": ["**/*"], "exclude": [], "language": "text"}, "code": {"kind": "local", "path": "c", "include": ["**/*"], "exclude": [], "language": "text"}}},
+        "init": {"models": {"gemma": {"copying": False}}},
         "train": {"task_overrides": {}},
     })
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -159,7 +159,9 @@ def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: 
         (tmp_path / "metrics/eval").mkdir(parents=True, exist_ok=True)
         (tmp_path / "metrics/index").mkdir(parents=True, exist_ok=True)
         (tmp_path / f"metrics/eval/{task}-gemma.json").write_text(json.dumps(_with_oracle() if task == "code" else _evaluation()))
-        (tmp_path / f"metrics/index/{task}.json").write_text(json.dumps({"top_k": 2, "recall_at_k": 0.9, "mcqs": 250}))
+        # As index@ writes it: sync_index's counts, then what the table shows.
+        counts = {"chunks": 40, "embedded_now": 3, "reused": 37, "removed": 1}
+        (tmp_path / f"metrics/index/{task}.json").write_text(json.dumps({**counts, "top_k": 2, "recall_at_k": 0.9, "mcqs": 250}))
     monkeypatch.setattr(sys, "argv", ["report"])
     report.main()
     results = json.loads((tmp_path / "metrics/results.json").read_text())
@@ -168,19 +170,13 @@ def test_report_stage_reads_eval_and_index_metrics(tmp_path: Path, monkeypatch: 
     assert results["where_rag_loses"]["code-gemma"]["cloze"]["base"]["oracle"] == 0.62
     assert results["where_rag_loses"]["code-gemma"]["recall_at_k"] == 0.9
     assert results["retention"]["code-gemma"]["fine-tuned"]["format_following"] == 0.4
-    assert results["retrieval"]["products"]["recall_at_k"] == 0.9
+    assert results["retrieval"]["products"] == {"top_k": 2, "recall_at_k": 0.9, "mcqs": 250}  # the index's counts left out
     assert results["guessability"]["code"]["gemma"] == {"cloze": 0.05, "letter": 0.0}
     assert results["flashcards"]["code-gemma"]["cloze"]["gain_difference"] == 0.22
     table = (tmp_path / "metrics/results.md").read_text()
     assert "| code | gemma | 120 |" in table and "| code | 2 | 0.900 | 250 |" in table
     assert "| code | gemma | cloze | 30% | 175 / 75 |" in table
     assert (tmp_path / "metrics/results.png").stat().st_size > 0
-
-
-def test_retrieval_summary_reads_old_and_new_index_metrics() -> None:
-    from perpetual.report import retrieval_summary
-
-    assert retrieval_summary({"top_k": 3, "recall_at_k": 0.8, "mcqs": 10}) == {"top_k": 3, "recall_at_k": 0.8, "mcqs": 10}
 
 
 def test_flashcard_section_without_a_hold_out() -> None:

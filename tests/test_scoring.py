@@ -26,8 +26,8 @@ from transformers import (
     MistralForCausalLM,
 )
 
-from perpetual.config import TokenizerParams
 from perpetual.evaluation import rows_from_samples, task_config, task_manager
+from perpetual.init_params import TokenizerParams
 from perpetual.io import write_jsonl
 from perpetual.models import train_tokenizer
 from perpetual.records import LETTERS, Mcq

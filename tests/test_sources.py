@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perpetual.config import CatalogueSource, GitSource, LocalSource, PapersSource
 from perpetual.errors import UserError
+from perpetual.fetch_params import CatalogueSource, GitSource, LocalSource, PapersSource
 from perpetual.sources import fetch, render_product, resolve_hub_revision
+from perpetual.testing.params import spec
 from tests.pdf_support import make_pdf
 
 FIELDS = ["title", "brand", "category", "price_usd", "description"]
@@ -79,7 +80,7 @@ def test_local_exclude_globs_match_like_include_globs(tmp_path: Path) -> None:
     _write(tmp_path, "pkg/notes.md", "# Nested notes\n")
     _write(tmp_path, "pkg/a.py", "A = 1\n")
     _write(tmp_path, "build/lib/generated.py", "GENERATED = 1\n")
-    source = LocalSource(kind="local", path=str(tmp_path), include=["**/*"], exclude=["**/*.md", "build/**"])
+    source = LocalSource(**spec("local", path=str(tmp_path), include=["**/*"], exclude=["**/*.md", "build/**"], language="text"))
     report = fetch("code", source, tmp_path / "cache")
     assert _sources(report) == ["pkg/a.py"]
 
@@ -89,7 +90,7 @@ def test_binary_and_non_utf8_files_are_skipped_and_reported(tmp_path: Path) -> N
     _write(tmp_path, "image.bin", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     _write(tmp_path, "latin1.txt", "caf\xe9 cr\xe8me".encode("latin-1"))
     _write(tmp_path, "blank.txt", "   \n\n")
-    source = LocalSource(kind="local", path=str(tmp_path), include=["**/*"])
+    source = LocalSource(**spec("local", path=str(tmp_path), include=["**/*"], language="text"))
     report = fetch("notes", source, tmp_path / "cache")
     assert _sources(report) == ["good.txt"]
     assert report.skipped == {"image.bin": "binary", "latin1.txt": "not UTF-8", "blank.txt": "empty"}
@@ -97,20 +98,20 @@ def test_binary_and_non_utf8_files_are_skipped_and_reported(tmp_path: Path) -> N
 
 def test_empty_folder_is_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    source = LocalSource(kind="local", path=str(tmp_path / "empty"))
+    source = LocalSource(**spec("local", path=str(tmp_path / "empty"), include=["**/*"], language="text"))
     with pytest.raises(UserError, match="no documents"):
         fetch("code", source, tmp_path / "cache")
 
 
 def test_folder_of_only_unreadable_files_names_the_reasons(tmp_path: Path) -> None:
     _write(tmp_path, "src/blob.bin", b"\x00\x01\x02")
-    source = LocalSource(kind="local", path=str(tmp_path / "src"))
+    source = LocalSource(**spec("local", path=str(tmp_path / "src"), include=["**/*"], language="text"))
     with pytest.raises(UserError, match="binary"):
         fetch("code", source, tmp_path / "cache")
 
 
 def test_missing_folder_is_a_user_error(tmp_path: Path) -> None:
-    source = LocalSource(kind="local", path=str(tmp_path / "nope"))
+    source = LocalSource(**spec("local", path=str(tmp_path / "nope"), include=["**/*"], language="text"))
     with pytest.raises(UserError, match="does not exist"):
         fetch("code", source, tmp_path / "cache")
 
@@ -143,24 +144,24 @@ def upstream(tmp_path: Path) -> tuple[Path, list[str]]:
 
 def test_git_pinned_to_first_commit_gets_first_version(tmp_path: Path, upstream: tuple[Path, list[str]]) -> None:
     repo, (first, second) = upstream
-    source = GitSource(kind="git", url=str(repo), commit=first)
+    source = GitSource(**spec("git", url=str(repo), commit=first, include=["**/*.py"]))
     report = fetch("code", source, tmp_path / "cache")
     assert [doc["text"] for doc in report.documents] == ["VERSION = 1\n"]
     assert report.documents[0]["source"].endswith(f"@{first[:12]}:lib/core.py")
     # A short sha of the second commit gets the second version (same cache, different pin).
-    report = fetch("code", GitSource(kind="git", url=str(repo), commit=second[:8]), tmp_path / "cache")
+    report = fetch("code", GitSource(**spec("git", url=str(repo), commit=second[:8], include=["**/*.py"])), tmp_path / "cache")
     assert [doc["text"] for doc in report.documents] == ["VERSION = 2\n"]
 
 
 def test_git_bad_commit_is_a_user_error(tmp_path: Path, upstream: tuple[Path, list[str]]) -> None:
     repo, _ = upstream
-    source = GitSource(kind="git", url=str(repo), commit="deadbeefdeadbeef")
+    source = GitSource(**spec("git", url=str(repo), commit="deadbeefdeadbeef", include=["**/*.py"]))
     with pytest.raises(UserError, match="deadbeefdeadbeef"):
         fetch("code", source, tmp_path / "cache")
 
 
 def test_git_unreachable_url_is_a_user_error(tmp_path: Path) -> None:
-    source = GitSource(kind="git", url=str(tmp_path / "no-such-repo"), commit="abcdef1")
+    source = GitSource(**spec("git", url=str(tmp_path / "no-such-repo"), commit="abcdef1", include=["**/*.py"]))
     with pytest.raises(UserError, match="cannot clone"):
         fetch("code", source, tmp_path / "cache")
 
@@ -169,11 +170,11 @@ def test_git_commit_made_after_first_fetch_is_found(tmp_path: Path, upstream: tu
     """Bumping the pin to a newer upstream commit must work even though the clone is cached."""
     repo, (first, _) = upstream
     cache = tmp_path / "cache"
-    fetch("code", GitSource(kind="git", url=str(repo), commit=first), cache)
+    fetch("code", GitSource(**spec("git", url=str(repo), commit=first, include=["**/*.py"])), cache)
     _write(repo, "lib/core.py", "VERSION = 3\n")
     _git(repo, "commit", "--quiet", "-am", "v3")
     third = _git(repo, "rev-parse", "HEAD")
-    report = fetch("code", GitSource(kind="git", url=str(repo), commit=third), cache)
+    report = fetch("code", GitSource(**spec("git", url=str(repo), commit=third, include=["**/*.py"])), cache)
     assert [doc["text"] for doc in report.documents] == ["VERSION = 3\n"]
 
 
@@ -184,7 +185,7 @@ def test_papers_pdf_is_extracted_and_corrupt_pdf_reported(tmp_path: Path) -> Non
     _write(tmp_path, "c-draft.txt", "A plain text draft.\n")
     _write(tmp_path, "d-broken.pdf", b"%PDF-1.4\nthis is not really a pdf\x01\x02")
     _write(tmp_path, "e-figure.png", b"\x89PNG\x00\x00")  # not a paper format: ignored, not reported
-    report = fetch("research", PapersSource(kind="papers", path=str(tmp_path)), tmp_path / "cache")
+    report = fetch("research", PapersSource(**spec("papers", path=str(tmp_path))), tmp_path / "cache")
     assert _sources(report) == ["a-paper.pdf", "b-notes.md", "c-draft.txt"]
     assert [doc["source"] for doc in report.documents] == _sources(report)  # sorted by source
     by_source = {doc["source"]: doc for doc in report.documents}
@@ -197,7 +198,7 @@ def test_papers_pdf_is_extracted_and_corrupt_pdf_reported(tmp_path: Path) -> Non
 def test_papers_folder_with_only_a_corrupt_pdf_is_a_user_error(tmp_path: Path) -> None:
     _write(tmp_path, "broken.pdf", b"garbage bytes, no header at all")
     with pytest.raises(UserError, match="no documents"):
-        fetch("research", PapersSource(kind="papers", path=str(tmp_path)), tmp_path / "cache")
+        fetch("research", PapersSource(**spec("papers", path=str(tmp_path))), tmp_path / "cache")
 
 
 # ---------------------------------------------------------------- catalogues
@@ -206,7 +207,7 @@ def _expected_texts() -> list[str]:
 
 
 def _catalogue(path: Path, **overrides) -> CatalogueSource:
-    return CatalogueSource(kind="catalogue", path=str(path), id_field="product_id", text_fields=FIELDS, **overrides)
+    return CatalogueSource(**spec("catalogue", path=str(path), id_field="product_id", text_fields=FIELDS, **overrides))
 
 
 def test_render_product() -> None:
@@ -356,7 +357,7 @@ def test_hub_dataset_is_loaded_at_the_resolved_commit_and_records_it(tmp_path: P
 
     monkeypatch.setattr("perpetual.sources.resolve_hub_revision", lambda name, revision: HUB_SHA)
     monkeypatch.setattr(datasets, "load_dataset", local_load_dataset)
-    source = CatalogueSource(kind="catalogue", hf_dataset="wdc/products-2017", hf_revision="main", text_fields=["title"])
+    source = CatalogueSource(**spec("catalogue", path=None, hf_dataset="wdc/products-2017", hf_split="train", hf_revision="main", text_fields=["title"]))
     report = fetch("products", source, tmp_path / "cache")
     assert loaded == [("wdc/products-2017", "train", HUB_SHA)]
     assert report.revision == HUB_SHA
@@ -368,7 +369,7 @@ def test_hf_dataset_failure_suggests_a_local_file(tmp_path: Path, monkeypatch: p
         raise ConnectionError("no network")
 
     monkeypatch.setattr("perpetual.sources.resolve_hub_revision", offline)
-    source = CatalogueSource(kind="catalogue", hf_dataset="wdc/products-2017", text_fields=["title"])
+    source = CatalogueSource(**spec("catalogue", path=None, hf_dataset="wdc/products-2017", hf_split="train", text_fields=["title"]))
     with pytest.raises(UserError) as caught:
         fetch("products", source, tmp_path / "cache")
     message = str(caught.value)
@@ -379,7 +380,7 @@ def test_hf_dataset_failure_suggests_a_local_file(tmp_path: Path, monkeypatch: p
 
 def test_git_source_records_the_commit_it_read(tmp_path: Path, upstream: tuple[Path, list[str]]) -> None:
     repo, (first, *_) = upstream
-    report = fetch("code", GitSource(kind="git", url=str(repo), commit=first[:8]), tmp_path / "cache")
+    report = fetch("code", GitSource(**spec("git", url=str(repo), commit=first[:8], include=["**/*.py"])), tmp_path / "cache")
     assert report.revision == first
 
 
@@ -388,7 +389,7 @@ def test_test_files_are_left_out_unless_the_user_includes_them(tmp_path: Path) -
     _write(tmp_path, "pkg/tests/test_kiln.py", "def test_limit():\n    assert LIMIT == 1280\n")
     _write(tmp_path, "pkg/kiln_test.py", "LIMIT = 1\n")
     _write(tmp_path, "conftest.py", "import pytest\n")
-    report = fetch("code", LocalSource(kind="local", path=str(tmp_path), include=["**/*.py"]), tmp_path / "cache")
+    report = fetch("code", LocalSource(**spec("local", path=str(tmp_path), include=["**/*.py"], language="text")), tmp_path / "cache")
     assert _sources(report) == ["pkg/kiln.py"]
-    everything = LocalSource(kind="local", path=str(tmp_path), include=["**/*.py"], exclude=[])
+    everything = LocalSource(**spec("local", path=str(tmp_path), include=["**/*.py"], exclude=[], language="text"))
     assert len(fetch("code", everything, tmp_path / "cache").documents) == 4

@@ -15,8 +15,9 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from perpetual.config import InstructParams, PretrainedModel, TinyGemma, TinyMamba2, TokenizerParams, TrainParams
+from perpetual.config import InstructParams, TrainParams
 from perpetual.errors import UserError
+from perpetual.init_params import PretrainedModel, TinyGemma, TinyMamba2, TokenizerParams
 from perpetual.mcq_format import render
 from perpetual.models import build_tiny, load_local, load_pretrained, train_tokenizer
 from perpetual.precision import Choice
@@ -34,7 +35,8 @@ from perpetual.rows import (
 )
 from perpetual.rows import examples as training_examples
 from perpetual.templates import Template, make_template
-from perpetual.testing.params import params_dict, section
+from perpetual.testing.params import params_dict, section, with_sft
+from perpetual.testing.params import spec as spec_of
 from perpetual.training import build_trainer, loss_curve, save_trained, sft_config, train
 
 MCQ = {"question": "What is the capital of Calloway Reach?", "options": ["Quenridge", "Harrowmouth", "Tarnholm", "Saltcombe"], "answer": "B"}
@@ -74,7 +76,7 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory, rows: list[Row]) -> Path:
     texts = [row.text if isinstance(row, Text) else row.instruction + row.answer for row in rows if isinstance(row, Text | Question)]
     texts += [json.dumps(MCQ), json.dumps(ALPACA)]
     tokenizer = train_tokenizer(texts, TokenizerParams(vocab_size=300, min_frequency=1))
-    spec = TinyGemma(kind="tiny-llama", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False)
+    spec = TinyGemma(**spec_of("tiny-llama", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64, copying=False))
     folder = tmp_path_factory.mktemp("base") / "init-tiny"
     build_tiny(spec, tokenizer, seed=0).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
@@ -226,7 +228,7 @@ def test_resume_after_a_kill_continues_from_the_checkpoint(base_dir: Path, examp
     a, b = weights(tmp_path / "resumed"), weights(tmp_path / "straight-out")
     assert all(torch.allclose(a[name], b[name], atol=1e-5) for name in a), "a resumed run ends where an unbroken one does"
     model, tokenizer = load_local(base_dir, torch.float32)
-    _, never = train(model, tokenizer, rows, params.model_copy(update={"resume": "never"}).with_sft(num_train_epochs=1), tmp_path / "ckpt", template, FP32)
+    _, never = train(model, tokenizer, rows, with_sft(params.model_copy(update={"resume": "never"}), num_train_epochs=1), tmp_path / "ckpt", template, FP32)
     assert not never["resumed_from_checkpoint"]
 
 
@@ -240,7 +242,7 @@ def test_non_finite_loss_stops_with_a_user_error(base_dir: Path, examples: list[
 
 def test_packing_is_off_for_mamba_and_cpu_settings_are_safe(tmp_path: Path) -> None:
     tokenizer = train_tokenizer(["a b c d e f"] * 4, TokenizerParams(vocab_size=300, min_frequency=1))
-    mamba = build_tiny(TinyMamba2(kind="tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8, copying=False), tokenizer, 0)
+    mamba = build_tiny(TinyMamba2(**spec_of("tiny-mamba2", hidden_size=32, num_hidden_layers=1, head_dim=16, state_size=8, chunk_size=64, copying=False)), tokenizer, 0)
     alpaca = make_template("alpaca", tokenizer)
     config = sft_config(fast(sft={"packing": True}), tmp_path, mamba, alpaca, FP32)
     assert config.packing is False
@@ -270,17 +272,17 @@ def test_unloadable_model_id_is_a_user_error(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never reach for the network
     missing = str(tmp_path / "no-such-model")
     with pytest.raises(UserError) as caught:
-        load_pretrained(PretrainedModel(kind="pretrained", name_or_path=missing))
+        load_pretrained(PretrainedModel(kind="pretrained", name_or_path=missing, trust_remote_code=False))
     message = str(caught.value)
     assert missing in message and "download it elsewhere" in message and "\n" not in message
 
 
 # ---------------------------------------------------------------- stages
 @pytest.fixture()
-def project(tmp_path: Path, base_dir: Path, rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(tmp_path: Path, base_dir: Path, rows: list[Row], monkeypatch: pytest.MonkeyPatch) -> Path:
     """A repository root with models/init-tiny, a task dataset, small instruct data and params.yaml."""
     shutil.copytree(base_dir, tmp_path / "models" / "init-tiny")
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "data/datasets/t"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(to_records(rows))}).save_to_disk(str(tmp_path / "data/datasets/t"))
     instruct = tmp_path / "data" / "instruct"
     instruct.mkdir(parents=True)
     (instruct / "world.md").write_text("# Calloway Reach\n\nIts capital is Harrowmouth.\n\n## Trade\n\nSaltcombe pans salt.\n")
@@ -288,8 +290,8 @@ def project(tmp_path: Path, base_dir: Path, rows: list[dict[str, Any]], monkeypa
     (instruct / "mcq.jsonl").write_text(json.dumps(MCQ) + "\n")
     params = params_dict({
         "pipeline": {"tasks": ["t"], "models": ["tiny"]},
-        "fetch": {"sources": {"t": {"kind": "local", "path": "src"}}},
-        "init": {"models": {"tiny": {"kind": "tiny-llama", "copying": False}}},
+        "fetch": {"sources": {"t": spec_of("local", path="src")}},
+        "init": {"models": {"tiny": spec_of("tiny-llama", copying=False)}},
         "instruct": {"enabled": False, "sft": {"num_train_epochs": 1, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_length": 512}},
         "train": {**fast().model_dump(exclude={"lora", "replay"}), "replay": {"fraction": 0.2}},
     })
@@ -348,7 +350,7 @@ def test_a_misspelt_sft_option_stops_a_training_stage_before_it_loads_a_model(
     params["train"]["sft"]["warmup_step"] = 0.1
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     loaded = []
-    monkeypatch.setattr("stages.train.load_local", lambda *args: loaded.append(args))
+    monkeypatch.setattr("perpetual.training.load_local", lambda *args: loaded.append(args))
     with pytest.raises(SystemExit) as caught:
         run_stage("stages.train", monkeypatch, "--task", "t", "--model", "tiny")
     assert caught.value.code == 2 and not loaded

@@ -6,7 +6,9 @@ from perpetual.config import TeacherParams
 from perpetual.teacher.base import Teacher
 
 
-def make_teacher(params: TeacherParams, seed: int, near_duplicate_threshold: float = 0.9) -> Teacher:
+def make_teacher(params: TeacherParams, seed: int, near_duplicate_threshold: float) -> Teacher:
+    """`seed` is pipeline.seed, `near_duplicate_threshold` generate's (the offline teacher's own drafts are
+    deduplicated at it)."""
     if params.backend == "offline":
         from perpetual.teacher.offline import OfflineTeacher
 

@@ -23,7 +23,7 @@ from perpetual.teacher.statements import CONTEXT_CHARS, Statement, extract_state
 
 
 class OfflineTeacher:
-    def __init__(self, seed: int = 0, near_duplicate_threshold: float = 0.9) -> None:
+    def __init__(self, seed: int, near_duplicate_threshold: float) -> None:
         self.seed = seed
         self.near_duplicate_threshold = near_duplicate_threshold
 
