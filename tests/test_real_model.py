@@ -149,6 +149,7 @@ def test_evaluate_scores_all_conditions_and_retention_stops_at_end_of_turn(proje
         set_train(project, method="lora")
         run_stage("stages.train", "--task", "t", "--model", "smollm2")
     run_stage("stages.evaluate", "--task", "t", "--model", "smollm2")
+    run_stage("stages.analysis", "--task", "t", "--model", "smollm2")
     metrics = json.loads((project / "metrics/eval/t-smollm2.json").read_text())
     assert metrics["template"] == "chat"
     for condition in [condition.name for condition in CONDITIONS]:   # all six: params.yaml's default runs them all
