@@ -140,11 +140,17 @@ def retention_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str
         values["per_item_loglik"].append((row["loglik_total"], row["loglik_tokens"]))
         values["follows"].append(row["follows"])
         values["stops"].append(row["stop"])
-    for values in measured.values():
-        scored = values["per_item_loglik"]
-        values["loglik_per_token"] = sum(total for total, _ in scored) / max(1, sum(count for _, count in scored))
-        values["per_item_loglik_per_token"] = [total / count for total, count in scored]
     return measured
+
+
+def per_token(scored: Sequence[tuple[float, int]]) -> list[float]:
+    """Each reference's log-likelihood per token (what the paired test compares)."""
+    return [total / count for total, count in scored]
+
+
+def pooled_per_token(scored: Sequence[tuple[float, int]]) -> float:
+    """Log-likelihood summed over every reference token of the set, per token."""
+    return sum(total for total, _ in scored) / max(1, sum(count for _, count in scored))
 
 
 def summary(measured: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +158,7 @@ def summary(measured: dict[str, Any]) -> dict[str, Any]:
     follows = measured["follows"]
     return {
         "n": len(follows),
-        "loglik_per_token": round(measured["loglik_per_token"], 4),
+        "loglik_per_token": round(pooled_per_token(measured["per_item_loglik"]), 4),
         "format_following": round(sum(follows) / len(follows), 4) if follows else 0.0,
         **{f"stop_{kind}": sum(1 for stop in measured["stops"] if stop == kind) for kind in ("eos", "header", "run_on", "empty")},
     }
@@ -164,7 +170,7 @@ def compare(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {which: summary(values) for which, values in measured.items()}
     if {"base", "fine-tuned"} <= measured.keys():
         base, tuned = measured["base"], measured["fine-tuned"]
-        result["p_value_loglik"] = wilcoxon_paired(base["per_item_loglik_per_token"], tuned["per_item_loglik_per_token"])
+        result["p_value_loglik"] = wilcoxon_paired(per_token(base["per_item_loglik"]), per_token(tuned["per_item_loglik"]))
         result["p_value_format"] = mcnemar_exact(base["follows"], tuned["follows"])["p_value"]
     return result
 

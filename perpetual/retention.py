@@ -149,9 +149,7 @@ def measure(lm: SharedContextHFLM, items: Sequence[Instruction], template: Templ
     answers = greedy_answers(lm, prompts, template, max_new_tokens, stop_ids)
     stops = [classify(tokens, text, template, stop_ids) for tokens, text in answers]
     return {
-        "loglik_per_token": sum(total for total, _ in scored) / max(1, sum(count for _, count in scored)),
-        "per_item_loglik_per_token": [total / count for total, count in scored],
-        "per_item_loglik": [(total, count) for total, count in scored],
+        "per_item_loglik": [(total, count) for total, count in scored],  # summed over the reference, its token count
         "follows": [follows_format(stop) for stop in stops],
         "stops": stops,
         "answers": [text for _, text in answers],
@@ -164,6 +162,7 @@ def answer_rows(items: Sequence[Instruction], measured: dict[str, dict[str, Any]
     rows = []
     for which, values in measured.items():
         for index, item in enumerate(items):
+            total, count = values["per_item_loglik"][index]
             rows.append(
                 {
                     "model": which,
@@ -173,10 +172,10 @@ def answer_rows(items: Sequence[Instruction], measured: dict[str, dict[str, Any]
                     "answer": values["answers"][index],
                     "stop": values["stops"][index],
                     "follows": values["follows"][index],
-                    "loglik_per_token": round(values["per_item_loglik_per_token"][index], 5),
-                    # Exact, so the analysis stage recomputes the pooled figure and the paired test as they were.
-                    "loglik_total": values["per_item_loglik"][index][0],
-                    "loglik_tokens": values["per_item_loglik"][index][1],
+                    "loglik_per_token": round(total / count, 5),
+                    # Exact, so the analysis stage computes the pooled figure and the paired test from these.
+                    "loglik_total": total,
+                    "loglik_tokens": count,
                 }
             )
     return rows

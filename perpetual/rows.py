@@ -17,13 +17,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypedDict
+from typing import Any, ClassVar, TypedDict, cast
 
 from perpetual.config import InstructParams, TrainParams
 from perpetual.errors import UserError
 from perpetual.io import read_jsonl
 from perpetual.mcq_format import render
-from perpetual.records import LETTERS, Chunk, Mcq
+from perpetual.records import LETTERS, Chunk, Letter, Mcq
 from perpetual.templates import Template
 
 
@@ -72,10 +72,7 @@ class MultipleChoice:
     answer: str
 
     def example(self, template: Template) -> Example:
-        mcq: Mcq = {"mcq_id": "", "chunk_id": self.chunk_id, "question": self.question, "options": list(self.options),
-                    "answer": self.answer, "cloze_prefix": "", "kind": ""}  # type: ignore[typeddict-item]  # fmt: skip
-        rendered = render(mcq, "letter", template)
-        return {"prompt": rendered.query, "completion": template.answer(rendered.choices[rendered.gold])}
+        return letter_example(as_mcq(self), template)
 
 
 @dataclass(frozen=True)
@@ -96,14 +93,26 @@ class Reading:
     passage: str
 
     def example(self, template: Template) -> Example:
-        mcq: Mcq = {"mcq_id": "", "chunk_id": self.chunk_id, "question": self.question, "options": list(self.options),
-                    "answer": self.answer, "cloze_prefix": self.cloze_prefix, "kind": self.kind}  # type: ignore[typeddict-item]  # fmt: skip
-        rendered = render(mcq, self.format, template, self.context)
+        mcq = as_mcq(self, self.cloze_prefix, self.kind)
         if self.format == "letter":
-            return {"prompt": rendered.query, "completion": template.answer(rendered.choices[rendered.gold])}
+            return letter_example(mcq, template, self.context)
+        rendered = render(mcq, "cloze", template, self.context)
         # lm-eval moves the query's trailing whitespace onto the continuation; so here, for the same tokens.
         query = rendered.query.rstrip()
         return {"prompt": query, "completion": rendered.query[len(query) :] + rendered.choices[rendered.gold] + self.rest}
+
+
+def as_mcq(row: MultipleChoice | Reading, cloze_prefix: str = "", kind: str = "") -> Mcq:
+    """The MCQ record evaluation renders (perpetual/mcq_format.py), for a row that asks one."""
+    return {"mcq_id": "", "chunk_id": row.chunk_id, "question": row.question, "options": list(row.options),
+            "answer": cast(Letter, row.answer), "cloze_prefix": cloze_prefix, "kind": kind}  # fmt: skip
+
+
+def letter_example(mcq: Mcq, template: Template, context: str = "") -> Example:
+    """An MCQ in the letter format exactly as evaluation scores it, the correct letter closed as the template closes
+    an answer."""
+    rendered = render(mcq, "letter", template, context)
+    return {"prompt": rendered.query, "completion": template.answer(rendered.choices[rendered.gold])}
 
 
 Row = Text | Question | MultipleChoice | Reading

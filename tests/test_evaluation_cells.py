@@ -133,9 +133,7 @@ def test_load_instructions(tmp_path: Path) -> None:
 def test_compare_and_answer_rows(tmp_path: Path) -> None:
     def measured(follows: list[bool], per_item: list[float]) -> dict:
         stops = ["eos" if ok else "run_on" for ok in follows]
-        return {"loglik_per_token": sum(per_item) / len(per_item), "per_item_loglik_per_token": per_item, "follows": follows,
-                "per_item_loglik": [(value * 4, 4) for value in per_item],
-                "stops": stops, "answers": ["a"] * len(follows), "prompts": [f"p{i}" for i in range(len(follows))]}  # fmt: skip
+        return {"per_item_loglik": [(value * 4, 4) for value in per_item], "follows": follows, "stops": stops, "answers": ["a"] * len(follows), "prompts": [f"p{i}" for i in range(len(follows))]}  # fmt: skip
 
     base = measured([True] * 20, [-1.0 - 0.01 * i for i in range(20)])
     tuned = measured([False] * 20, [-3.0 - 0.01 * i for i in range(20)])
