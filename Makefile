@@ -55,6 +55,19 @@ run-real: run
 	$(BIN)/dvc exp run --temp --name $(REAL_EXPERIMENT) $(REAL_PARAMS)
 	$(BIN)/python scripts/show_experiment.py $(REAL_EXPERIMENT) metrics/real
 
+# The recipes study on SmolLM2 (docs/training.md#what-is-trained-on-recipes): one DVC experiment per recipe with run-real's settings, run
+# one after the other (`--temp`: the default's workspace is left alone), then compared on the same questions in
+# metrics/studies/recipes.{md,json,png}. `dvc exp run --queue` + `dvc queue start` runs the same experiments from a queue.
+STUDY_RECIPES := interleaved docs flashcards pit paraphrase distill
+
+.PHONY: study-real
+study-real: run
+	for recipe in $(STUDY_RECIPES); do \
+	  $(BIN)/dvc exp remove study-$$recipe >/dev/null 2>&1 || true; \
+	  $(BIN)/dvc exp run --temp --name study-$$recipe $(REAL_PARAMS) -S train.recipe=$$recipe || exit 1; \
+	done
+	$(BIN)/python scripts/study.py --prefix study- --param train.recipe --out metrics/studies/recipes
+
 test: setup lint
 	$(BIN)/python -m pytest -q
 
@@ -73,6 +86,11 @@ lint: setup
 .PHONY: deps
 deps: setup
 	$(BIN)/python scripts/code_deps.py
+
+# docs/configuration.md from the params schema's descriptions and params.yaml; tests/test_config_reference.py checks it.
+.PHONY: docs
+docs: setup
+	$(BIN)/python scripts/config_reference.py
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline_time.py

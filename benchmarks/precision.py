@@ -62,7 +62,7 @@ def measure_train(folder: Path, task: str, method: str, bf16: bool, steps: int) 
     import datasets
 
     from perpetual.models import load_local
-    from perpetual.rows import examples, from_record, replay_rows, select_rows
+    from perpetual.rows import examples, from_record, replay_rows, with_replay
     from perpetual.templates import make_template
     from perpetual.training import train
 
@@ -72,7 +72,7 @@ def measure_train(folder: Path, task: str, method: str, bf16: bool, steps: int) 
     model, tokenizer = load_local(folder, torch.float32)
     template = make_template("chat", tokenizer, str(folder))
     rows = [from_record(record) for record in datasets.load_from_disk(str(paths.dataset(task)))["train"]]
-    rendered = examples(select_rows(rows, settings, replay_rows(settings), int(settings.sft.seed)), template)
+    rendered = examples(with_replay(rows, settings, replay_rows(settings), int(settings.sft.seed)), template)  # the interleaved recipe
     with tempfile.TemporaryDirectory() as scratch:
         _, summary = train(model, tokenizer, rendered, settings, Path(scratch), template, Choice(bf16, "benchmark"))
     return {"tokens_per_s": summary["tokens_per_s"], "seconds": summary["train_runtime_s"], "steps": summary["steps"]}

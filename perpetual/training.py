@@ -7,6 +7,7 @@ everything or on completions only, bf16 where it pays (perpetual/precision.py), 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from trl import SFTConfig, SFTTrainer
 from perpetual.config import TrainingParams
 from perpetual.errors import UserError
 from perpetual.io import atomic_path
-from perpetual.models import load_local, local_config, report_kernels
+from perpetual.models import load_local, local_config, model_fingerprint, report_kernels
 from perpetual.precision import Choice, choose, training_weights
 from perpetual.records import content_id
 from perpetual.rows import Example, Row, examples
@@ -81,6 +82,8 @@ def loss_curve(folder: Path) -> TrainerCallback:
     from dvclive import Live
 
     class LossCurve(DVCLiveCallback):
+        step_offset = 0  # the steps of the phases trained before this one (`fine_tune_phases`)
+
         def setup(self, args, state, model):
             # No args.to_dict() dump: params.yaml and dvc.lock record the run, and the dump holds machine paths.
             self._initialized = True
@@ -96,7 +99,7 @@ def loss_curve(folder: Path) -> TrainerCallback:
 
         def point(self, args, state, control, step: int, loss: float) -> None:
             if self.live is not None:
-                self.live.step = step
+                self.live.step = self.step_offset + step
             super().on_log(args, state, control, logs={"loss": loss})
 
     class StageLive(Live):
@@ -269,6 +272,7 @@ def train(
         "template": template.name,
         "resumed_from_checkpoint": bool(last),
         "train_runtime_s": round(runtime, 2),
+        "tokens": int(trainer.state.num_input_tokens_seen),  # non-padding tokens trained, a resumed run's included
         "tokens_per_s": round(tokens.tokens / runtime, 1) if runtime > 0 else None,
         "processes": trainer.args.world_size,
         **choice.record(),
@@ -330,3 +334,47 @@ def fine_tune(
     if is_main_process():
         shutil.rmtree(output_dir, ignore_errors=True)  # the finished model is the out; checkpoints only serve a resume
     return {**summary, "kernels": kernels}
+
+
+PHASE_TOTALS = ("steps", "rows", "train_runtime_s", "tokens")
+
+
+def fine_tune_phases(
+    start: Path,
+    target: Path,
+    phases: Sequence[Sequence[Row]],
+    params: TrainingParams,
+    template_name: TemplateName,
+    checkpoints: Path,
+    label: str,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
+    """A recipe's phases trained one after the other (perpetual/recipes.py): each phase from the model the one
+    before saved, its rows shuffled by the trainer within the phase only. A finished phase's model stays under
+    `checkpoints` until the last phase is saved to `target`, so a rerun after a crash resumes at the phase it was in.
+    Returns the last phase's summary with the totals over all phases (steps, rows, runtime, tokens) and each phase's."""
+    done: list[dict[str, Any]] = []
+    current = start
+    for number, rows in enumerate(phases, 1):
+        last = number == len(phases)
+        out = target if last else checkpoints / f"phase-{number}"
+        key = content_id(model_fingerprint(current), run_key(params, [dataclasses.asdict(row) for row in rows], {"phase": number}))
+        marker = out / "phase.json"
+        if not last and marker.exists() and json.loads(marker.read_text())["key"] == key:
+            print(f"{params.section}: phase {number} finished before, resuming after it", file=sys.stderr)
+            summary = json.loads(marker.read_text())["summary"]
+        else:
+            summary = fine_tune(current, out, rows, params, template_name, checkpoints, label, callbacks)
+            if not last and is_main_process():
+                marker.write_text(json.dumps({"key": key, "summary": summary}))
+        done.append(summary)
+        for callback in callbacks:
+            if hasattr(callback, "step_offset"):
+                callback.step_offset += summary["steps"]
+        current = out
+    if is_main_process():
+        for number in range(1, len(phases)):
+            shutil.rmtree(checkpoints / f"phase-{number}", ignore_errors=True)
+    totals = {name: round(sum(summary[name] for summary in done), 2) for name in PHASE_TOTALS}
+    per_phase = [{name: summary[name] for name in ("rows", "steps", "train_loss", "tokens")} for summary in done]
+    return {**done[-1], **totals, "phases": per_phase}

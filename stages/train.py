@@ -1,19 +1,21 @@
 """train@<task>-<model>: knowledge injection into models/base-<model>, saved to models/<task>-<model>/.
 
+The rows are recipe@<task>-<model>'s (train.recipe), trained phase after phase, each phase with its share of replayed
+instruction data (train.replay).
+
 Runs as one process (`python -m stages.train`) or many (`accelerate launch --config_file
 configs/accelerate/ddp.yaml -m stages.train ...`); only the main process writes outputs.
 """
 
 import sys
-
-import datasets
+from itertools import groupby
 
 from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
-from perpetual.io import write_json
-from perpetual.rows import from_record, replay_rows, select_rows
-from perpetual.training import fine_tune, is_main_process, loss_curve
+from perpetual.io import read_jsonl, write_json
+from perpetual.rows import from_record, replay_rows, with_replay
+from perpetual.training import fine_tune_phases, is_main_process, loss_curve
 
 
 @exits_cleanly
@@ -22,11 +24,15 @@ def main() -> None:
     params.check_sft()  # a misspelt SFTConfig option stops the stage before the model loads
     cell = f"{args.task}-{args.model}"
     settings = params.train.for_task(args.task)
-    rows = [from_record(record) for record in datasets.load_from_disk(str(paths.dataset(args.task)))["train"]]
-    selected = select_rows(rows, settings, replay_rows(settings), int(settings.sft.seed))
+    records = read_jsonl(paths.recipe_rows(args.task, args.model))
+    replay, seed = replay_rows(settings), int(settings.sft.seed)
+    # The phase number offsets the replay draw, so that each phase replays other rows (phase 1: the seed itself).
+    phases = [with_replay([from_record(r) for r in rows], settings, replay, seed + number - 1)
+              for number, rows in groupby(records, key=lambda record: record["phase"])]  # fmt: skip
     curve = loss_curve(paths.loss_curve(args.task, args.model))
-    summary = fine_tune(paths.base_model(args.model), paths.trained_model(args.task, args.model), selected, settings,
-                        settings.template, paths.checkpoints(args.task, args.model), f"model {args.model!r}", [curve])  # fmt: skip
+    summary = fine_tune_phases(paths.base_model(args.model), paths.trained_model(args.task, args.model), phases, settings,
+                               settings.template, paths.checkpoints(args.task, args.model), f"model {args.model!r}", [curve])  # fmt: skip
+    summary = {"recipe": settings.recipe, **summary}
     if is_main_process():
         write_json(paths.stage_metrics("train", cell), summary)
         print(f"train {cell}: {summary}", file=sys.stderr)

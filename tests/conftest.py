@@ -63,3 +63,19 @@ def chat():
     from perpetual.templates import make_template
 
     return make_template("chat", tiny_tokenizer(chat=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A saved tiny Llama-style model with `tiny_tokenizer` (random weights): what a stage loads from models/."""
+    from perpetual.init_params import TinyGemma
+    from perpetual.models import build_tiny
+    from perpetual.testing.params import spec
+
+    tokenizer = tiny_tokenizer()
+    folder = tmp_path_factory.mktemp("tiny") / "base-tiny"
+    config = spec("tiny-llama", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                  head_dim=16, intermediate_size=64, copying=False)  # fmt: skip
+    build_tiny(TinyGemma(**config), tokenizer, seed=0).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder

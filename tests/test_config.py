@@ -228,14 +228,14 @@ def _run_fetch_with(tmp_path: Path, raw: dict) -> subprocess.CompletedProcess[st
 
 def test_stage_with_typo_in_params_exits_2_with_one_line(tmp_path: Path, raw: dict) -> None:
     bad = copy.deepcopy(raw)
-    bad["train"]["mixx"] = bad["train"].pop("mix")
+    bad["train"]["recipee"] = bad["train"].pop("recipe")
     result = _run_fetch_with(tmp_path, bad)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
-    assert "train.mixx" in lines[0]
+    assert "train.recipee" in lines[0]
     assert not (tmp_path / "data").exists(), "a failed stage must not write outputs"
 
 

@@ -173,3 +173,34 @@ def test_push_then_pull_into_a_second_clone_restores_everything(project: tuple[P
     assert (clone / "data/datasets/code").is_dir()
     status = run(["dvc", "status"], clone, {**env, "PYTHONPATH": str(clone)})
     assert "up to date" in status.stdout, status.stdout
+
+
+def test_a_recipe_study_is_experiments_compared_on_the_same_questions(project: tuple[Path, dict[str, str]]) -> None:
+    """`make study-real`'s path on the small project: one DVC experiment per recipe (the local teacher's included),
+    then scripts/study.py reads them back. Runs last: it commits the project (dvc exp needs a commit)."""
+    root, env = project
+    run(["git", "add", "-A"], root, env)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "baseline", "--allow-empty"], root, env)
+    tiny_self_study = ["-S", "train.self_study.rephrasings=1", "-S", "train.self_study.rephrase_max_new_tokens=8"]
+    for recipe in ("docs", "paraphrase"):
+        result = run(["dvc", "exp", "run", "--name", f"study-{recipe}", "-S", f"train.recipe={recipe}", *tiny_self_study], root, env)
+        ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+        assert not {stage for stage in ran if stage.startswith(("generate@", "assemble@", "index@"))}, ran  # material reused
+    counted = json.loads((root / "metrics/recipe/code-gemma.json").read_text())  # the last experiment's, in the workspace
+    assert counted["recipe"] == "paraphrase"
+    kept = counted["self_study"].get("rephrasings_kept", 0)
+    refused = sum(count for key, count in counted["self_study"].items() if key.startswith("rephrasings_refused_"))
+    chunks = json.loads((root / "metrics/assemble/code.json").read_text())["train_docs"]
+    assert kept + refused == counted["self_study"]["rephrase_asked"] == chunks  # every rephrasing accounted for
+    assert counted["phases"] == [{"doc": chunks + kept}]  # each chunk and the rephrasings kept
+
+    study = run([sys.executable, str(REPO / "scripts/study.py"), "--prefix", "study-", "--param", "train.recipe",
+                 "--out", "metrics/studies/recipes"], root, env)  # fmt: skip
+    result = json.loads((root / "metrics/studies/recipes.json").read_text())
+    tasks, models = small_params()["pipeline"]["tasks"], small_params()["pipeline"]["models"]
+    assert {arm["value"] for arm in result["arms"]} == {"docs", "paraphrase"}
+    assert {(row["task"], row["model"], row["arm"]) for row in result["rows"]} == {
+        (task, model, arm) for task in tasks for model in models for arm in ("docs", "paraphrase")}  # fmt: skip
+    assert len(result["pairwise"]) == len(tasks) * len(models) * 2  # one pair per cell and format
+    assert all(pair["n"] == 40 or pair["task"] != "products" for pair in result["pairwise"])
+    assert (root / "metrics/studies/recipes.png").stat().st_size > 0 and "| paraphrase |" in study.stdout

@@ -30,8 +30,8 @@ from perpetual.rows import (
     instruct_rows,
     instruction_row,
     replay_rows,
-    select_rows,
     to_records,
+    with_replay,
 )
 from perpetual.rows import examples as training_examples
 from perpetual.templates import Template, make_template
@@ -126,16 +126,14 @@ def test_replay_rows_are_added_in_the_asked_fraction(rows: list[Row], tmp_path: 
     params = fast(replay={"paths": [str(tmp_path / "alpaca.jsonl"), str(tmp_path / "mcq.jsonl")], "fraction": 0.2})
     replay = replay_rows(params)
     assert [type(row) for row in replay] == [Question, MultipleChoice]
-    selected = select_rows(rows, params, replay, seed=0)
+    selected = with_replay(rows, params, replay, seed=0)
     added = selected[len(rows) :]
     assert selected[: len(rows)] == rows and len(added) == 2  # 8 rows + 2 replay = 20% replay
     assert set(added) == set(replay)  # no repeats while the data lasts
-    assert len(select_rows(rows, fast(), [], seed=0)) == 8  # fraction 0: nothing added, nothing read
+    assert len(with_replay(rows, fast(), [], seed=0)) == 8  # fraction 0: nothing added, nothing read
     assert replay_rows(fast()) == []
-    assert {type(row) for row in select_rows(rows, fast(mix="docs"), [], 0)} == {Text}
-    assert {type(row) for row in select_rows(rows, fast(mix="flashcards"), [], 0)} == {Question}
     with pytest.raises(UserError, match="fraction"):
-        select_rows(rows, params, [], seed=0)
+        with_replay(rows, params, [], seed=0)
 
 
 def test_instruct_rows_cover_world_alpaca_and_mcq(template: Template) -> None:

@@ -40,6 +40,12 @@ def _shingles(text: str) -> frozenset[str]:
     return frozenset(" ".join(words[i : i + 2]) for i in range(max(1, len(words) - 1)))
 
 
+def bigram_similarity(first: str, second: str) -> float:
+    """Jaccard similarity of the two texts' word bigrams (what NearDuplicateIndex compares)."""
+    a, b = _shingles(first), _shingles(second)
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
 class NearDuplicateIndex:
     """Jaccard similarity of word bigrams, looked up through an inverted index so n items cost far less than n^2."""
 

@@ -166,3 +166,27 @@ def tail(text: str, limit: int) -> str:
     cut = text[-limit:]
     boundary = cut.find("\n")
     return cut[boundary + 1 :] if 0 <= boundary < limit // 2 else cut
+
+
+def facts(text: str) -> set[str]:
+    """The spans of `text` that carry facts: its numbers, quoted strings, identifiers and names (the salient kinds
+    above, not plain words). A capitalised word that also occurs in lower case, or is a function word ("The",
+    "Returns"), is no name, nor part of one at its start ("The Vellum" is "Vellum")."""
+    common = set(re.findall(r"\b[a-z][\w-]*\b", text)) | _FUNCTION_WORDS | _SENTENCE_STARTERS
+    found: set[str] = set()
+    for kind, pattern in _SPAN_PATTERNS:
+        if kind == "word":
+            continue
+        for match in pattern.finditer(text):
+            span = match.group(0)
+            if kind == "name":
+                words = span.split(" ")
+                while words and words[0].lower() in common:
+                    words.pop(0)
+                span = " ".join(words)
+            if span:
+                found.add(span)
+    return found
+
+
+_SENTENCE_STARTERS = frozenset("a an and as at but by for if in it its of on or so the to we you".split())

@@ -1,0 +1,203 @@
+"""A study: DVC experiments that differ in one param (e.g. `train.recipe`), compared on the same questions.
+
+Each experiment is a commit under refs/exps (`dvc exp run --queue ... && dvc exp run --run-all`): its metrics files
+are in the commit (metrics/eval, metrics/train, metrics/recipe are `cache: false`), its per-question predictions in
+the DVC cache, read at the commit with `dvc.api`. Per arm × task × model: closed-book accuracy in both formats with
+its CI and exact McNemar p against base (from analysis@'s metrics), RAG and fine-tuned + RAG, retention, the
+training tokens and time, the base's guessability (base − chance in cloze); and every two arms against each other
+on the same questions (exact McNemar on the fine-tuned model's outcomes, per format).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from perpetual import paths
+from perpetual.errors import UserError
+from perpetual.statistics import mcnemar_exact
+
+FORMATS = ("cloze", "letter")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One experiment of the study."""
+
+    name: str  # the experiment's name (dvc exp show)
+    commit: str
+    value: str  # the studied param's value in it, e.g. the recipe
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def experiments(prefix: str, baseline: str = "HEAD") -> dict[str, str]:
+    """Experiments on `baseline` whose name starts with `prefix`: name -> commit."""
+    head = git("rev-parse", baseline).strip()
+    refs = git("for-each-ref", "--format=%(refname) %(objectname)", f"refs/exps/{head[:2]}/{head[2:]}/")
+    found = {}
+    for line in refs.splitlines():
+        ref, commit = line.split()
+        name = ref.rsplit("/", 1)[-1]
+        if name.startswith(prefix):
+            found[name] = commit
+    return found
+
+
+def json_at(commit: str, path: str) -> Any:
+    try:
+        return json.loads(git("show", f"{commit}:{path}"))
+    except subprocess.CalledProcessError:
+        raise UserError(f"experiment commit {commit[:10]} has no {path}; did its run finish? (dvc exp show)") from None
+
+
+def params_at(commit: str) -> dict[str, Any]:
+    import yaml
+
+    return dict(yaml.safe_load(git("show", f"{commit}:params.yaml")))
+
+
+def value_at(params: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = params
+    for key in dotted.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            raise UserError(f"params.yaml has no {dotted}; name the param the experiments differ in")
+        value = value[key]
+    return value
+
+
+def predictions_at(commit: str, task: str, model: str) -> list[dict[str, Any]]:
+    import dvc.api
+
+    text = dvc.api.read(str(paths.predictions(task, model)), rev=commit, mode="r")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def closed_book(predictions: Sequence[Mapping[str, Any]], fmt: str) -> dict[str, float]:
+    return {row["mcq_id"]: float(row["acc"]) for row in predictions if row["condition"] == "fine-tuned" and row["format"] == fmt}
+
+
+def arm_row(arm: Arm, task: str, model: str) -> dict[str, Any]:
+    cell = f"{task}-{model}"
+    evaluated = json_at(arm.commit, str(paths.stage_metrics("eval", cell)))
+    trained = json_at(arm.commit, str(paths.stage_metrics("train", cell)))
+    row: dict[str, Any] = {"arm": arm.value, "experiment": arm.name, "task": task, "model": model}
+    chance = evaluated["baselines"]["chance"]
+    for fmt in FORMATS:
+        base, tuned = evaluated["base"][fmt], evaluated["fine-tuned"][fmt]
+        row[fmt] = {
+            "n": tuned["n"],
+            "base": base["acc"],
+            "fine_tuned": tuned["acc"],
+            "ci": [tuned["ci_low"], tuned["ci_high"]],
+            "gain": round(tuned["acc"] - base["acc"], 4),
+            "p_value_vs_base": tuned["p_value_vs_base"],
+            "rag": evaluated.get("rag", {}).get(fmt, {}).get("acc"),
+            "fine_tuned_rag": evaluated.get("fine-tuned+rag", {}).get(fmt, {}).get("acc"),
+            "oracle": evaluated.get("oracle", {}).get(fmt, {}).get("acc"),
+        }
+    row["guessability_cloze"] = round(row["cloze"]["base"] - chance, 4)
+    retention = evaluated.get("retention") or {}
+    if retention:
+        row["retention"] = {
+            "format_following": [retention["base"]["format_following"], retention["fine-tuned"]["format_following"]],
+            "loglik_per_token": [retention["base"]["loglik_per_token"], retention["fine-tuned"]["loglik_per_token"]],
+            "p_value_format": retention["p_value_format"],
+            "p_value_loglik": retention["p_value_loglik"],
+        }
+    row["training"] = {key: trained.get(key) for key in ("tokens", "steps", "rows", "train_runtime_s")}
+    return row
+
+
+def pairwise(arms: Sequence[Arm], task: str, model: str) -> list[dict[str, Any]]:
+    """Every two arms on the same questions: exact McNemar on the fine-tuned model's closed-book outcomes."""
+    outcomes = {arm.value: predictions_at(arm.commit, task, model) for arm in arms}
+    rows = []
+    for fmt in FORMATS:
+        by_arm = {value: closed_book(predictions, fmt) for value, predictions in outcomes.items()}
+        for first, second in itertools.combinations(by_arm, 2):
+            if by_arm[first].keys() != by_arm[second].keys():
+                raise UserError(f"{task}: arms {first} and {second} were asked different questions; a study varies training only")
+            ids = sorted(by_arm[first])
+            test = mcnemar_exact([by_arm[first][i] for i in ids], [by_arm[second][i] for i in ids])
+            rows.append({"task": task, "model": model, "format": fmt, "first": first, "second": second, "n": len(ids), **test})
+    return rows
+
+
+def study(arms: Sequence[Arm], tasks: Sequence[str], models: Sequence[str], param: str) -> dict[str, Any]:
+    return {
+        "param": param,
+        "arms": [{"value": arm.value, "experiment": arm.name, "commit": arm.commit} for arm in arms],
+        "rows": [arm_row(arm, task, model) for model in models for task in tasks for arm in arms],
+        "pairwise": [row for model in models for task in tasks for row in pairwise(arms, task, model)],
+    }
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    lines = [
+        f"# Study: `{result['param']}`",
+        "",
+        "Closed-book accuracy of the fine-tuned model (95% CI), its gain over base with the exact McNemar p, the",
+        "retrieval conditions, retention (format-following and reference log-likelihood per token, base → fine-tuned)",
+        "and the training cost. Guessability: base − chance in cloze.",
+        "",
+        "| task | model | arm | n | cloze (CI) | gain (p) | letter | gain (p) | RAG cloze | FT+RAG cloze | guess. | format-following | loglik/token | tokens | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        cloze, letter = row["cloze"], row["letter"]
+        retention = row.get("retention")
+        following = "{:.2f} → {:.2f}".format(*retention["format_following"]) if retention else "—"
+        loglik = "{:.2f} → {:.2f}".format(*retention["loglik_per_token"]) if retention else "—"
+        lines.append(
+            f"| {row['task']} | {row['model']} | {row['arm']} | {cloze['n']} | {cloze['fine_tuned']:.3f} ({cloze['ci'][0]:.2f}–{cloze['ci'][1]:.2f}) "
+            f"| {cloze['gain']:+.3f} ({cloze['p_value_vs_base']:.3g}) | {letter['fine_tuned']:.3f} | {letter['gain']:+.3f} ({letter['p_value_vs_base']:.3g}) "
+            f"| {_number(cloze['rag'])} | {_number(cloze['fine_tuned_rag'])} | {row['guessability_cloze']:+.3f} | {following} | {loglik} "
+            f"| {row['training']['tokens'] or '—'} | {row['training']['train_runtime_s'] or '—'} |"
+        )
+    lines += ["", "Arms against each other, closed-book, on the same questions (exact McNemar):", "",
+              "| task | model | format | first | second | only first right | only second right | p |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for pair in result["pairwise"]:
+        lines.append(
+            f"| {pair['task']} | {pair['model']} | {pair['format']} | {pair['first']} | {pair['second']} "
+            f"| {pair['only_first']} | {pair['only_second']} | {pair['p_value']:.3g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def plot(result: Mapping[str, Any], target: str) -> None:
+    """Closed-book cloze accuracy per arm and task, with its CI; base and RAG as marks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = sorted({(row["task"], row["model"]) for row in result["rows"]})
+    figure, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.5), squeeze=False, sharey=True)
+    for axis, (task, model) in zip(axes[0], cells, strict=True):
+        rows = [row for row in result["rows"] if (row["task"], row["model"]) == (task, model)]
+        xs = range(len(rows))
+        accuracy = [row["cloze"]["fine_tuned"] for row in rows]
+        errors = [[a - row["cloze"]["ci"][0] for a, row in zip(accuracy, rows)], [row["cloze"]["ci"][1] - a for a, row in zip(accuracy, rows)]]
+        axis.bar(xs, accuracy, yerr=errors, capsize=3, color="tab:blue", label="fine-tuned (closed book)")
+        axis.axhline(rows[0]["cloze"]["base"], color="grey", linestyle="--", label="base")
+        if rows[0]["cloze"]["rag"] is not None:
+            axis.axhline(rows[0]["cloze"]["rag"], color="tab:green", linestyle=":", label="RAG (base)")
+        axis.set_xticks(list(xs), [row["arm"] for row in rows], rotation=30, ha="right")
+        axis.set_title(f"{task} · {model}")
+        axis.set_ylim(0, 1)
+    axes[0][0].set_ylabel("cloze accuracy")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(target, dpi=120)
+    plt.close(figure)
