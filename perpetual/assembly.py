@@ -61,3 +61,21 @@ def hold_out_flashcards(chunks: Sequence[Chunk], flashcards: Iterable[Flashcard]
         count = after
     held_set = set(held)
     return {"raw_only": sorted(held_set), "with_flashcards": sorted(set(taking_part) - held_set)}
+
+
+def split_validation(flashcards: Sequence[Flashcard], share: float, seed: int, held_out: Collection[str]) -> tuple[list[Flashcard], list[Flashcard]]:
+    """(trained, validation): about `share` of the flashcards that would be trained (their chunk not in `held_out`),
+    ranked by a hash of the seed and the question, left out as a validation set; each chunk keeps at least one
+    flashcard in training, so its facts are still taught in the flashcards' form."""
+    candidates = [card for card in flashcards if card["chunk_id"] not in held_out]
+    ranked = sorted(candidates, key=lambda card: content_id(str(seed), card["chunk_id"], card["question"]))
+    left = Counter(card["chunk_id"] for card in candidates)
+    validation: list[Flashcard] = []
+    for card in ranked:
+        if len(validation) >= round(share * len(candidates)):
+            break
+        if left[card["chunk_id"]] > 1:
+            left[card["chunk_id"]] -= 1
+            validation.append(card)
+    chosen = {id(card) for card in validation}
+    return [card for card in flashcards if id(card) not in chosen], validation

@@ -71,6 +71,37 @@ class TokensThisRun(TrainerCallback):
         self.tokens = state.num_input_tokens_seen - self.start
 
 
+class ValidationLoss(TrainerCallback):
+    """The validation flashcards' answer loss per token after every epoch (assemble.validation_share): what learning
+    rate and epochs are chosen on, never the evaluation MCQs. A forward pass per row, no gradient: the set is small."""
+
+    def __init__(self, tokenizer: Any, rendered: Sequence[Example]) -> None:
+        def encode(text: str) -> list[int]:
+            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        self.pairs = [(encode(row["prompt"]), encode(row["completion"])) for row in rendered]
+        self.losses: list[float] = []
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self.losses.append(answer_loss(model, self.pairs))
+
+
+@torch.no_grad()
+def answer_loss(model: Any, pairs: Sequence[tuple[list[int], list[int]]]) -> float:
+    """Mean cross-entropy per answer token, each answer after its prompt."""
+    training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for prompt, answer in pairs:
+        ids = torch.tensor([prompt + answer], device=device)
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+        total += float(torch.nn.functional.cross_entropy(logits, ids[0, len(prompt) :], reduction="sum"))
+        count += len(answer)
+    model.train(training)
+    return round(total / max(count, 1), 4)
+
+
 def loss_curve(folder: Path) -> TrainerCallback:
     """transformers' DVCLiveCallback (dvclive's HF integration) writing the training loss curve to `folder`.
 
@@ -319,6 +350,7 @@ def fine_tune(
     checkpoints: Path,
     label: str,
     callbacks: Sequence[TrainerCallback] = (),
+    validation: Sequence[Row] = (),
 ) -> dict[str, Any]:
     """The flow instruct@ and train@ share: the model in `start` loaded for training in the precision its section
     chooses, `rows` rendered in its template, a run resumable from the checkpoints of the same run (same params, data,
@@ -329,11 +361,27 @@ def fine_tune(
     template = make_template(template_name, tokenizer, label)
     rendered = examples(rows, template)
     output_dir = checkpoints / run_key(params, rendered, {**model.config.to_dict(), "precision": choice.name})
-    trainer, summary = train(model, tokenizer, rendered, params, output_dir, template, choice, callbacks)
+    validating = [ValidationLoss(tokenizer, examples(validation, template))] if validation else []
+    trainer, summary = train(model, tokenizer, rendered, params, output_dir, template, choice, [*callbacks, *validating])
+    if validating:
+        summary["validation_loss"] = validating[0].losses  # after each epoch (of this run: a resumed one, after its checkpoint)
     save_trained(trainer, target)
     if is_main_process():
         shutil.rmtree(output_dir, ignore_errors=True)  # the finished model is the out; checkpoints only serve a resume
     return {**summary, "kernels": kernels}
+
+
+def epochs_for_budget(start: Path, phases: Sequence[Sequence[Row]], template_name: TemplateName, budget: int) -> float:
+    """The (fractional) epochs that train about `budget` tokens: the budget over the tokens of one pass over every
+    phase's rows, rendered in the template and counted with the start model's tokenizer (prompt and completion, as
+    the trainer's `num_input_tokens_seen` counts them; metrics/train records what was trained)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(start))
+    template = make_template(template_name, tokenizer, str(start))
+    rendered = [row for phase in phases for row in examples(phase, template)]
+    one_pass = sum(len(tokenizer(row["prompt"] + row["completion"], add_special_tokens=False)["input_ids"]) for row in rendered)
+    return round(budget / max(one_pass, 1), 4)
 
 
 PHASE_TOTALS = ("steps", "rows", "train_runtime_s", "tokens")
@@ -348,6 +396,7 @@ def fine_tune_phases(
     checkpoints: Path,
     label: str,
     callbacks: Sequence[TrainerCallback] = (),
+    validation: Sequence[Row] = (),
 ) -> dict[str, Any]:
     """A recipe's phases trained one after the other (perpetual/recipes.py): each phase from the model the one
     before saved, its rows shuffled by the trainer within the phase only. A finished phase's model stays under
@@ -364,7 +413,7 @@ def fine_tune_phases(
             print(f"{params.section}: phase {number} finished before, resuming after it", file=sys.stderr)
             summary = json.loads(marker.read_text())["summary"]
         else:
-            summary = fine_tune(current, out, rows, params, template_name, checkpoints, label, callbacks)
+            summary = fine_tune(current, out, rows, params, template_name, checkpoints, label, callbacks, validation)
             if not last and is_main_process():
                 marker.write_text(json.dumps({"key": key, "summary": summary}))
         done.append(summary)
@@ -376,5 +425,6 @@ def fine_tune_phases(
         for number in range(1, len(phases)):
             shutil.rmtree(checkpoints / f"phase-{number}", ignore_errors=True)
     totals = {name: round(sum(summary[name] for summary in done), 2) for name in PHASE_TOTALS}
-    per_phase = [{name: summary[name] for name in ("rows", "steps", "train_loss", "tokens")} for summary in done]
-    return {**done[-1], **totals, "phases": per_phase}
+    per_phase = [{name: summary[name] for name in ("rows", "steps", "train_loss", "tokens", "validation_loss") if name in summary} for summary in done]
+    validation_loss = [loss for summary in done for loss in summary.get("validation_loss", [])]
+    return {**done[-1], **totals, "phases": per_phase, **({"validation_loss": validation_loss} if validation_loss else {})}

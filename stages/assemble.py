@@ -10,7 +10,7 @@ import sys
 import datasets
 
 from perpetual import paths
-from perpetual.assembly import hold_out_flashcards, interleave
+from perpetual.assembly import flashcard_row, hold_out_flashcards, interleave, split_validation
 from perpetual.cli import stage_args
 from perpetual.errors import UserError, exits_cleanly
 from perpetual.io import atomic_path, read_jsonl, write_json
@@ -27,11 +27,13 @@ def main() -> None:
     if not mcqs:
         raise UserError(f"task '{args.task}' has no MCQs to evaluate; check metrics/generate/{args.task}.json for why")
     groups = hold_out_flashcards(chunks, flashcards, mcqs, params.assemble.flashcard_holdout, params.pipeline.seed)
-    train_rows = interleave(chunks, flashcards, held_out=set(groups["raw_only"]))
+    trained, validation = split_validation(flashcards, params.assemble.validation_share, params.pipeline.seed, set(groups["raw_only"]))
+    train_rows = interleave(chunks, trained, held_out=set(groups["raw_only"]))
 
-    dataset = datasets.DatasetDict(
-        {"train": datasets.Dataset.from_list(to_records(train_rows)), "eval": datasets.Dataset.from_list(mcqs)}
-    )
+    splits = {"train": datasets.Dataset.from_list(to_records(train_rows)), "eval": datasets.Dataset.from_list(mcqs)}
+    if validation:  # only when asked for: the default's dataset stays as it was
+        splits["validation"] = datasets.Dataset.from_list(to_records([flashcard_row(card) for card in validation]))
+    dataset = datasets.DatasetDict(splits)
     with atomic_path(paths.dataset(args.task)) as tmp:
         dataset.save_to_disk(str(tmp))
         # Inside the dataset folder so that it is one DVC out with the training set it describes.
@@ -50,7 +52,8 @@ def main() -> None:
     }
     write_json(
         paths.stage_metrics("assemble", args.task),
-        {"train_docs": counts["doc"], "train_flashcards": counts["qna"], "eval_mcqs": len(mcqs), "flashcard_holdout": holdout},
+        {"train_docs": counts["doc"], "train_flashcards": counts["qna"], "validation_flashcards": len(validation), "eval_mcqs": len(mcqs),
+         "flashcard_holdout": holdout},  # fmt: skip
     )
     print(
         f"assemble {args.task}: {len(train_rows)} training rows, {len(mcqs)} MCQs; flashcards of {len(raw_only)} chunks "

@@ -10,12 +10,15 @@ configs/accelerate/ddp.yaml -m stages.train ...`); only the main process writes 
 import sys
 from itertools import groupby
 
+import datasets
+
 from perpetual import paths
 from perpetual.cli import stage_args
+from perpetual.config import with_sft
 from perpetual.errors import exits_cleanly
 from perpetual.io import read_jsonl, write_json
 from perpetual.rows import from_record, replay_rows, with_replay
-from perpetual.training import fine_tune_phases, is_main_process, loss_curve
+from perpetual.training import epochs_for_budget, fine_tune_phases, is_main_process, loss_curve
 
 
 @exits_cleanly
@@ -29,10 +32,16 @@ def main() -> None:
     # The phase number offsets the replay draw, so that each phase replays other rows (phase 1: the seed itself).
     phases = [with_replay([from_record(r) for r in rows], settings, replay, seed + number - 1)
               for number, rows in groupby(records, key=lambda record: record["phase"])]  # fmt: skip
+    if settings.token_budget is not None:  # the same budget for every recipe, whatever its size
+        epochs = epochs_for_budget(paths.base_model(args.model), phases, settings.template, settings.token_budget)
+        settings = with_sft(settings, num_train_epochs=epochs)
+    # assemble.validation_share's held-out flashcards, the same for every recipe (none: no such split).
+    dataset = datasets.load_from_disk(str(paths.dataset(args.task)))
+    validation = [from_record(record) for record in dataset["validation"]] if "validation" in dataset else []
     curve = loss_curve(paths.loss_curve(args.task, args.model))
     summary = fine_tune_phases(paths.base_model(args.model), paths.trained_model(args.task, args.model), phases, settings,
-                               settings.template, paths.checkpoints(args.task, args.model), f"model {args.model!r}", [curve])  # fmt: skip
-    summary = {"recipe": settings.recipe, **summary}
+                               settings.template, paths.checkpoints(args.task, args.model), f"model {args.model!r}", [curve], validation)  # fmt: skip
+    summary = {"recipe": settings.recipe, "token_budget": settings.token_budget, "epochs": settings.sft.num_train_epochs, **summary}
     if is_main_process():
         write_json(paths.stage_metrics("train", cell), summary)
         print(f"train {cell}: {summary}", file=sys.stderr)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perpetual.assembly import hold_out_flashcards, interleave
+from perpetual.assembly import hold_out_flashcards, interleave, split_validation
 from perpetual.io import write_jsonl
 from perpetual.records import Chunk, Flashcard, Mcq
 from perpetual.rows import Question, Text
@@ -154,3 +154,16 @@ def test_assemble_stage_writes_groups_and_counts(tmp_path: Path, monkeypatch: py
         "share": 0.25, "chunks_raw_only": 5, "chunks_with_flashcards": 15, "flashcards_left_out": 15,
         "mcqs_raw_only": 20, "mcqs_with_flashcards": 60, "mcqs_in_neither": 0,
     }  # fmt: skip
+
+
+def test_validation_flashcards_are_a_seeded_share_of_the_trained_ones_each_chunk_keeping_one() -> None:
+    chunks, cards, _ = _corpus(20)
+    held_out = {"c00", "c01"}
+    trained, validation = split_validation(cards, 0.2, 0, held_out)
+    assert len(validation) == round(0.2 * 54) and not {card["chunk_id"] for card in validation} & held_out
+    assert sorted(map(json.dumps, trained + validation)) == sorted(map(json.dumps, cards))  # a partition: nothing lost
+    kept = {card["chunk_id"] for card in trained}
+    assert kept >= {chunk["chunk_id"] for chunk in chunks}  # every chunk keeps at least one flashcard
+    assert split_validation(cards, 0.2, 0, held_out) == (trained, validation) and split_validation(cards, 0.2, 1, held_out)[1] != validation
+    assert split_validation(cards, 0.9, 0, set())[1].__len__() == 40  # at most all but one per chunk
+    assert split_validation(cards, 0.0, 0, set()) == (cards, [])

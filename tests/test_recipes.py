@@ -169,3 +169,14 @@ def test_phases_train_one_after_the_other_and_a_rerun_resumes_after_the_finished
     calls.clear()
     resumed = training.fine_tune_phases(start, target, [CARDS, ROWS], params, "alpaca", checkpoints, "m")
     assert calls == [(checkpoints / "phase-1", target)] and resumed["rows"] == 6
+
+
+def test_a_token_budget_is_the_same_tokens_for_recipes_of_any_size(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    one_pass = sum(len(tokenizer(example["prompt"] + example["completion"], add_special_tokens=False)["input_ids"])
+                   for example in training.examples(ROWS, training.make_template("alpaca", tokenizer)))  # fmt: skip
+    assert training.epochs_for_budget(tiny_model_dir, [CARDS, ROWS], "alpaca", 10 * one_pass) < 10  # two phases: more tokens a pass
+    assert training.epochs_for_budget(tiny_model_dir, [ROWS], "alpaca", 10 * one_pass) == 10
+    assert training.epochs_for_budget(tiny_model_dir, [CARDS], "alpaca", 10 * one_pass) > 10  # a smaller recipe: more passes

@@ -329,6 +329,8 @@ def test_instruct_stage_copies_or_trains_the_base_model(project: Path, monkeypat
 
 def test_train_stage_writes_model_metrics_and_loss_curve(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_stage("stages.instruct", monkeypatch, "--model", "tiny")
+    run_stage("stages.recipe", monkeypatch, "--task", "t", "--model", "tiny")
+    assert json.loads((project / "metrics/recipe/t-tiny.json").read_text())["phases"] == [{"doc": 4, "qna": 4}]
     run_stage("stages.train", monkeypatch, "--task", "t", "--model", "tiny")
     assert (project / "models/t-tiny/config.json").exists()
     assert not (project / "models/t-tiny/training_args.bin").exists()
@@ -339,6 +341,27 @@ def test_train_stage_writes_model_metrics_and_loss_curve(project: Path, monkeypa
     assert json.loads((project / "dvclive/train/t-tiny/metrics.json").read_text())["step"] == 6
     assert not (project / "dvclive/train/t-tiny/params.yaml").exists()
     assert not any((project / "checkpoints" / "t-tiny").iterdir())
+
+
+def test_a_phased_recipe_trains_its_phases_in_order_and_reports_validation_loss(project: Path, rows: list[Row], monkeypatch: pytest.MonkeyPatch) -> None:
+    questions = [row for row in rows if isinstance(row, Question)]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(to_records(rows)), "validation": datasets.Dataset.from_list(to_records(questions[:2]))}
+                         ).save_to_disk(str(project / "data/datasets/t"))  # fmt: skip
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"].update({"recipe": "pit", "replay": {**params["train"]["replay"], "fraction": 0.0}})
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage("stages.instruct", monkeypatch, "--model", "tiny")
+    run_stage("stages.recipe", monkeypatch, "--task", "t", "--model", "tiny")
+    run_stage("stages.train", monkeypatch, "--task", "t", "--model", "tiny")
+    metrics = json.loads((project / "metrics/train/t-tiny.json").read_text())
+    # pit: the 4 questions (1 step of 4 rows an epoch), then all 8 rows (2 steps an epoch); 2 epochs each.
+    assert [(phase["rows"], phase["steps"]) for phase in metrics["phases"]] == [(4, 2), (8, 4)]
+    assert metrics["steps"] == 6 and metrics["rows"] == 12 and metrics["recipe"] == "pit"
+    losses = metrics["validation_loss"]
+    assert len(losses) == 4 and losses[-1] < losses[0]  # after each epoch of each phase; the trained answers get likelier
+    curve = (project / "dvclive/train/t-tiny/plots/metrics/loss.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in curve[1:]] == [str(step) for step in range(1, 7)]  # one curve across phases
+    assert not (project / "checkpoints/t-tiny/phase-1").exists()
 
 
 def test_a_misspelt_sft_option_stops_a_training_stage_before_it_loads_a_model(

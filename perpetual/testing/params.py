@@ -13,12 +13,11 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel
 
-from perpetual.config import TrainingParams
+from perpetual.config import with_sft as with_sft  # re-exported: tests and benchmarks import it from here
 from perpetual.mappings import deep_merge
 
 REPOSITORY_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 Section = TypeVar("Section", bound=BaseModel)
-Training = TypeVar("Training", bound=TrainingParams)
 
 
 def params_dict(changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -48,6 +47,3 @@ def spec(kind: str, /, **changes: Any) -> dict[str, Any]:
     return {**shipped, "kind": kind, **changes}
 
 
-def with_sft(settings: Training, **options: Any) -> Training:
-    """A copy of a training section (train, instruct) with some SFTConfig options changed (benchmarks, tests)."""
-    return settings.model_validate({**settings.model_dump(), "sft": {**settings.sft.model_dump(), **options}})
