@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -82,6 +82,13 @@ class AssembleParams(Strict):
         "MCQs are left out of training; the chunks are drawn by `pipeline.seed` among those with both flashcards and MCQs, and "
         "evaluate@ compares their MCQs with the rest. 0.3 keeps about 75 of 250 MCQs per task raw-only; 0 trains on every "
         "flashcard (the paper's set). See [evaluation.md](evaluation.md#do-the-flashcards-add-anything)",
+    )
+    validation_share: float = Field(
+        ge=0,
+        lt=1,
+        description="this share of the trained flashcards (drawn by `pipeline.seed`, a chunk keeping at least one) is left out of "
+        "training as a validation set: train@ measures the loss of their answers after every epoch (metrics/train "
+        "`validation_loss`), what learning rate and epochs are chosen on, never on the evaluation MCQs. 0: no validation set",
     )
 
 
@@ -146,6 +153,11 @@ class TrainParams(TrainingParams):
         description="`alpaca` (the paper's prompt, for every model) or `chat` (the model's own chat template, for instruct-tuned "
         "models): governs the flashcards, replay rows, letter prompts, retention prompts and the format instruct@ teaches "
         "([models.md](models.md#templates))"
+    )
+    token_budget: int | None = Field(
+        ge=1,
+        description="tokens to train on, over all phases and epochs: `sft.num_train_epochs` becomes this over the tokens of one "
+        "pass (fractional), so that recipes of different sizes get the same budget; null: `sft.num_train_epochs` as written",
     )
     # The names of perpetual/recipes.py RECIPES (a test holds the two equal); a Literal here so that a misspelt recipe
     # is refused at start-up by every stage, without importing the recipes (and their code deps) into every stage.
@@ -395,3 +407,11 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     except yaml.YAMLError as error:
         raise UserError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
     return parse_params(raw, path)
+
+
+Training = TypeVar("Training", bound=TrainingParams)
+
+
+def with_sft(settings: Training, **options: Any) -> Training:
+    """A copy of a training section (train, instruct) with some SFTConfig options changed."""
+    return settings.model_validate({**settings.model_dump(), "sft": {**settings.sft.model_dump(), **options}})
