@@ -48,25 +48,30 @@ REAL_PARAMS := \
 	-S train.task_overrides.research.sft.num_train_epochs=2 \
 	-S +train.task_overrides.products.sft.num_train_epochs=1 \
 	-S generate.max_mcqs_per_task=160 \
-	-S evaluate.retention.limit=20
+	-S evaluate.retention.limit=20 \
+	-S evaluate.retention.budget_factor=10
 
 run-real: run
 	$(BIN)/dvc exp remove $(REAL_EXPERIMENT) >/dev/null 2>&1 || true
 	$(BIN)/dvc exp run --temp --name $(REAL_EXPERIMENT) $(REAL_PARAMS)
 	$(BIN)/python scripts/show_experiment.py $(REAL_EXPERIMENT) metrics/real
 
-# The recipes study on SmolLM2 (docs/training.md#what-is-trained-on-recipes): one DVC experiment per recipe with run-real's settings, run
+# The recipes study on SmolLM2 (docs/training.md#studies-recipes-or-any-param-compared-as-dvc-experiments): one DVC
+# experiment per recipe with run-real's model and data, full fine-tuning, the same token budget for every recipe, run
 # one after the other (`--temp`: the default's workspace is left alone), then compared on the same questions in
-# metrics/studies/recipes.{md,json,png}. `dvc exp run --queue` + `dvc queue start` runs the same experiments from a queue.
-STUDY_RECIPES := interleaved docs flashcards pit paraphrase distill
+# metrics/studies/$(STUDY).{md,json,png}. Override STUDY, STUDY_RECIPES or STUDY_PARAMS for another study.
+STUDY ?= recipes
+STUDY_RECIPES ?= interleaved docs flashcards pit paraphrase distill
+STUDY_PARAMS ?= -S train.method=full -S train.sft.learning_rate=2e-4 -S train.token_budget=40000 \
+	-S 'evaluate.conditions=[base,fine-tuned,rag,fine-tuned+rag]'
 
 .PHONY: study-real
 study-real: run
 	for recipe in $(STUDY_RECIPES); do \
-	  $(BIN)/dvc exp remove study-$$recipe >/dev/null 2>&1 || true; \
-	  $(BIN)/dvc exp run --temp --name study-$$recipe $(REAL_PARAMS) -S train.recipe=$$recipe || exit 1; \
+	  $(BIN)/dvc exp remove $(STUDY)-$$recipe >/dev/null 2>&1 || true; \
+	  $(BIN)/dvc exp run --temp --name $(STUDY)-$$recipe $(REAL_PARAMS) $(STUDY_PARAMS) -S train.recipe=$$recipe || exit 1; \
 	done
-	$(BIN)/python scripts/study.py --prefix study- --param train.recipe --out metrics/studies/recipes
+	$(BIN)/python scripts/study.py --prefix $(STUDY)- --param train.recipe --out metrics/studies/$(STUDY)
 
 test: setup lint
 	$(BIN)/python -m pytest -q

@@ -132,14 +132,28 @@ def flashcard_comparison(
     return result
 
 
+# Per-item retention values that rows written before they existed lack: left out of the summary, not claimed as 0.
+RETENTION_EXTRAS = ("similarity", "answer_tokens")
+
+
 def retention_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """The per-model measures (`retention.measure`'s) back from the rows evaluate@ wrote, one per instruction and model."""
-    measured: dict[str, dict[str, Any]] = {}
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
     for row in sorted(rows, key=lambda row: (row["model"], row["index"])):
-        values = measured.setdefault(row["model"], {"per_item_loglik": [], "follows": [], "stops": []})
-        values["per_item_loglik"].append((row["loglik_total"], row["loglik_tokens"]))
-        values["follows"].append(row["follows"])
-        values["stops"].append(row["stop"])
+        by_model.setdefault(row["model"], []).append(row)
+    measured: dict[str, dict[str, Any]] = {}
+    for which, own in by_model.items():
+        values: dict[str, Any] = {
+            "per_item_loglik": [(row["loglik_total"], row["loglik_tokens"]) for row in own],
+            "follows": [row["follows"] for row in own],
+            "stops": [row["stop"] for row in own],
+        }
+        for key in RETENTION_EXTRAS:
+            if all(key in row for row in own):
+                values[key] = [row[key] for row in own]
+        if all("budget" in row for row in own):
+            values["budget"] = max(row["budget"] for row in own)  # one budget for the set
+        measured[which] = values
     return measured
 
 
@@ -154,24 +168,39 @@ def pooled_per_token(scored: Sequence[tuple[float, int]]) -> float:
 
 
 def summary(measured: dict[str, Any]) -> dict[str, Any]:
-    """The numbers that go into metrics: no per-item lists."""
+    """The numbers that go into metrics: no per-item lists. `similarity`: the mean cosine similarity of the greedy
+    answers with their references; `budget`: the tokens each answer had; `answer_tokens_mean`: how many it used."""
     follows = measured["follows"]
-    return {
+    result: dict[str, Any] = {
         "n": len(follows),
         "loglik_per_token": round(pooled_per_token(measured["per_item_loglik"]), 4),
         "format_following": round(sum(follows) / len(follows), 4) if follows else 0.0,
         **{f"stop_{kind}": sum(1 for stop in measured["stops"] if stop == kind) for kind in ("eos", "header", "run_on", "empty")},
     }
+    if "similarity" in measured:
+        result["similarity"] = round(_mean(measured["similarity"]), 4)
+    if "budget" in measured:
+        result["budget"] = measured["budget"]
+    if "answer_tokens" in measured:
+        result["answer_tokens_mean"] = round(_mean(measured["answer_tokens"]), 2)
+    return result
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def compare(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Metrics per model ("base", "fine-tuned") and, when both are there, paired tests of the change:
-    Wilcoxon signed-rank on per-instruction log-likelihood per token, exact McNemar on format following."""
+    """Metrics per model ("base", "fine-tuned") and, when both are there, paired tests of the change: Wilcoxon
+    signed-rank on per-instruction log-likelihood per token and on per-instruction answer similarity, exact McNemar
+    on format following."""
     result: dict[str, Any] = {which: summary(values) for which, values in measured.items()}
     if {"base", "fine-tuned"} <= measured.keys():
         base, tuned = measured["base"], measured["fine-tuned"]
         result["p_value_loglik"] = wilcoxon_paired(per_token(base["per_item_loglik"]), per_token(tuned["per_item_loglik"]))
         result["p_value_format"] = mcnemar_exact(base["follows"], tuned["follows"])["p_value"]
+        if "similarity" in base and "similarity" in tuned:
+            result["p_value_similarity"] = wilcoxon_paired(base["similarity"], tuned["similarity"])
     return result
 
 

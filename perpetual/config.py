@@ -265,7 +265,12 @@ McqFormat = Literal["letter", "cloze"]
 class RetentionParams(Strict):
     enabled: bool = Field(description="measure it")
     path: str = Field(description="the general instructions (JSONL), in no training set")
-    max_new_tokens: int = Field(ge=1, description="the greedy answer's budget; a format-following answer ends within it")
+    budget_factor: float = Field(
+        ge=1,
+        description="the greedy answers' budget, one for the set: this many times the longest reference answer, in the scored "
+        "model's tokens with its closing token; a format-following answer ends within it, so the budget must let a model "
+        "whose answers run longer than the references finish them ([evaluation.md](evaluation.md#retention-of-assistant-behaviour))",
+    )
     limit: int | None = Field(ge=1, description="only the first N instructions (null: all)")
 
 

@@ -108,28 +108,35 @@ def format_section(rows: Sequence[dict[str, Any]], fmt: str, cells: Sequence[tup
 
 def retention_section(retention: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[str]:
     lines = [
-        "## Retention of assistant behaviour (held-out general instructions, in the cell's template; base vs fine-tuned)",
+        "## Retention of assistant behaviour (held-out general instructions, in the cell's template; base → fine-tuned)",
         "",
         "Log-lik/token: mean log-likelihood per token of the reference answers (+ the closing token: EOS for alpaca, "
         "end-of-turn for chat), pooled; p: Wilcoxon signed-rank over instructions. Format-following: share of greedy "
-        "answers that are non-empty and end with that token (or, alpaca, before a new `###` header) within the token "
-        "budget (run-on text fails); p: exact McNemar. Answers: `data/predictions/<task>-<model>.retention.jsonl`.",
+        "answers that are non-empty and end with that token (or, alpaca, before a new `###` header) within the budget "
+        "(`evaluate.retention.budget_factor` × the longest reference answer, in the model's tokens; run-on text fails); "
+        "p: exact McNemar. Similarity: mean cosine similarity of each greedy answer (stop tokens stripped) with its "
+        "reference in the retriever's sentence embeddings (what the answer says, not whether it is right); p: Wilcoxon "
+        "signed-rank. Answers: `data/predictions/<task>-<model>.retention.jsonl`.",
         "",
-        "| Task | Model | n | Log-lik/token base | Log-lik/token fine-tuned | Δ | p | Format-following base | "
-        "Format-following fine-tuned | p |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Task | Model | n | Budget (tokens) | Log-lik/token | Δ | p | Format-following | p | Similarity | p |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if not retention:
-        return lines + ["| - | - | - | - | - | - | - | - | - | - |", ""]
+        return lines + ["| - | - | - | - | - | - | - | - | - | - | - |", ""]
     for (task, model), values in retention.items():
         base, tuned = values.get("base"), values.get("fine-tuned")
         if base is None or tuned is None:
             continue
         delta = tuned["loglik_per_token"] - base["loglik_per_token"]
+        budgets = list(dict.fromkeys(str(side["budget"]) for side in (base, tuned) if "budget" in side))
+        if "similarity" in base and "similarity" in tuned:
+            similarity = f"{base['similarity']:.3f} → {tuned['similarity']:.3f} | {values.get('p_value_similarity', float('nan')):.2g}"
+        else:
+            similarity = "- | -"  # scored before the measure existed
         lines.append(
-            f"| {task} | {model} | {base['n']} | {base['loglik_per_token']:.3f} | {tuned['loglik_per_token']:.3f} | "
-            f"{delta:+.3f} | {values.get('p_value_loglik', float('nan')):.2g} | {base['format_following']:.3f} | "
-            f"{tuned['format_following']:.3f} | {values.get('p_value_format', float('nan')):.2g} |"
+            f"| {task} | {model} | {base['n']} | {' / '.join(budgets) or '-'} | "
+            f"{base['loglik_per_token']:.3f} → {tuned['loglik_per_token']:.3f} | {delta:+.3f} | {values.get('p_value_loglik', float('nan')):.2g} | "
+            f"{base['format_following']:.3f} → {tuned['format_following']:.3f} | {values.get('p_value_format', float('nan')):.2g} | {similarity} |"
         )
     return lines + [""]
 

@@ -108,21 +108,15 @@ class LocalTeacher:
         return self._lm
 
     def _run(self, lm: Any, prompts: list[str], max_new_tokens: int) -> tuple[list[Generation], list[int]]:
-        from perpetual.retention import classify, follows_format, greedy_answers
+        from perpetual.retention import answer_text, classify, follows_format, greedy_answers
 
         stop_ids = self.template.stop_token_ids()
         answers = greedy_answers(lm, prompts, self.template, max_new_tokens, stop_ids, self.params.temperature)
         generations = [
-            Generation(_answer_text(text, self.template), follows_format(classify(tokens, text, self.template, stop_ids)))
+            Generation(answer_text(text, self.template), follows_format(classify(tokens, text, self.template, stop_ids)))
             for tokens, text in answers
         ]
         return generations, [len(tokens) for tokens, _ in answers]
-
-
-def _answer_text(text: str, template: Template) -> str:
-    for stop in dict.fromkeys([template.end_of_answer, template.eos_token, *template.stop_strings]):
-        text = text.split(stop, 1)[0]
-    return text.strip()
 
 
 def _encode(generation: Generation) -> str:

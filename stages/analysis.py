@@ -44,7 +44,12 @@ def main() -> None:
             print(f"{'flashcards':>17} {fmt:>6}: gain {with_cards['gain']:+.3f} (n={with_cards['n']}) vs raw-only {raw_only['gain']:+.3f} (n={raw_only['n']}), p={values['p_value']}", file=sys.stderr)
     for which, values in metrics.get("retention", {}).items():
         if isinstance(values, dict):
-            print(f"{'retention':>17} {which}: loglik/token {values['loglik_per_token']:.3f}, format-following {values['format_following']:.3f}", file=sys.stderr)
+            similarity = f", similarity {values['similarity']:.3f}" if "similarity" in values else ""
+            print(
+                f"{'retention':>17} {which}: loglik/token {values['loglik_per_token']:.3f}, format-following {values['format_following']:.3f}"
+                f" within {values.get('budget', '?')} tokens{similarity}",
+                file=sys.stderr,
+            )
 
 
 if __name__ == "__main__":

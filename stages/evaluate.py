@@ -3,8 +3,9 @@ base and the fine-tuned model; the per-question predictions go to data/predictio
 computes every statistic from them (so a change of analysis.alpha re-scores nothing).
 
 Each model (base, fine-tuned) is loaded once, as one lm-eval HFLM: lm-eval runs all its conditions and formats in one
-call, then the same HFLM scores and answers the retention set. Contexts are fitted to that HFLM's max length first
-(perpetual/evaluation.py `fit`), so lm-eval never cuts a prompt unseen; each cell counts what was shortened or cut.
+call, then the same HFLM scores and answers the retention set (the retriever's embedder, `index.embedder`, compares
+each answer with its reference). Contexts are fitted to that HFLM's max length first (perpetual/evaluation.py `fit`),
+so lm-eval never cuts a prompt unseen; each cell counts what was shortened or cut.
 """
 
 import tempfile
@@ -19,6 +20,7 @@ from perpetual.io import read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local, local_config
 from perpetual.precision import choose
 from perpetual.retention import answer_rows, load_instructions, measure
+from perpetual.retrieval import load_embedder
 from perpetual.scoring import Encodings
 from perpetual.templates import make_template
 
@@ -36,6 +38,8 @@ def main() -> None:
     instructions = (
         load_instructions(Path(settings.retention.path), settings.retention.limit) if settings.retention.enabled else []
     )
+    # The retriever's sentence embedder, loaded once for both models: how close each greedy answer is to its reference.
+    embedder = load_embedder(params.index.embedder) if instructions else None
     folders = {"base": paths.base_model(args.model), "fine-tuned": paths.trained_model(args.task, args.model)}
 
     template_name = params.train.for_task(args.task).template  # the format the model was taught in
@@ -67,7 +71,7 @@ def main() -> None:
                 condition, fmt = names[name]
                 predictions.extend({"condition": condition, "format": fmt, **row} for row in rows)
             if instructions:
-                retained[which] = measure(lm, instructions, template, settings.retention.max_new_tokens)
+                retained[which] = measure(lm, instructions, template, settings.retention.budget_factor, embedder, params.index.batch_size)
             del model, lm
 
     predictions.sort(key=lambda row: (row["condition"], row["format"]))

@@ -9,7 +9,17 @@ import pytest
 
 from perpetual.analysis import cells_from_predictions, compare, flashcard_comparison, retention_from_rows
 from perpetual.errors import UserError
-from perpetual.retention import answer_rows, classify, follows_format, load_instructions
+from perpetual.retention import (
+    Instruction,
+    answer_rows,
+    answer_text,
+    classify,
+    follows_format,
+    generation_budget,
+    load_instructions,
+    reference_tokens,
+    similarity,
+)
 from perpetual.statistics import knowledge_consistency, mcnemar_exact
 from perpetual.templates import Template
 
@@ -131,24 +141,99 @@ def test_load_instructions(tmp_path: Path) -> None:
 
 
 def test_compare_and_answer_rows(tmp_path: Path) -> None:
-    def measured(follows: list[bool], per_item: list[float]) -> dict:
+    def measured(follows: list[bool], per_item: list[float], close: float) -> dict:
         stops = ["eos" if ok else "run_on" for ok in follows]
-        return {"per_item_loglik": [(value * 4, 4) for value in per_item], "follows": follows, "stops": stops, "answers": ["a"] * len(follows), "prompts": [f"p{i}" for i in range(len(follows))]}  # fmt: skip
+        return {"per_item_loglik": [(value * 4, 4) for value in per_item], "follows": follows, "stops": stops, "answers": ["a"] * len(follows),
+                "prompts": [f"p{i}" for i in range(len(follows))], "similarity": [close - 0.01 * i for i in range(len(follows))],
+                "answer_tokens": [5 if ok else 30 for ok in follows], "budget": 30}  # fmt: skip
 
-    base = measured([True] * 20, [-1.0 - 0.01 * i for i in range(20)])
-    tuned = measured([False] * 20, [-3.0 - 0.01 * i for i in range(20)])
+    base = measured([True] * 20, [-1.0 - 0.01 * i for i in range(20)], close=0.8)
+    tuned = measured([False] * 20, [-3.0 - 0.01 * i for i in range(20)], close=0.5)
     result = compare({"base": base, "fine-tuned": tuned})
     assert result["base"]["format_following"] == 1.0 and result["fine-tuned"]["format_following"] == 0.0
     assert result["fine-tuned"]["stop_run_on"] == 20
     assert result["p_value_format"] < 1e-5 and result["p_value_loglik"] < 1e-3
-    assert "p_value_loglik" not in compare({"base": base})
+    # The similarity: a mean per model, and a paired test (every instruction's answer moved 0.3 away).
+    assert (result["base"]["similarity"], result["fine-tuned"]["similarity"]) == (0.705, 0.405)
+    assert result["p_value_similarity"] < 1e-3
+    assert (result["base"]["budget"], result["base"]["answer_tokens_mean"], result["fine-tuned"]["answer_tokens_mean"]) == (30, 5.0, 30.0)
+    assert "p_value_loglik" not in compare({"base": base}) and "p_value_similarity" not in compare({"base": base})
     path = tmp_path / "general.jsonl"
     path.write_text("".join(json.dumps({"instruction": f"Say {i}.", "output": str(i)}) + "\n" for i in range(20)))
     rows = answer_rows(load_instructions(path), {"base": base, "fine-tuned": tuned})
     assert len(rows) == 40 and rows[0]["model"] == "base" and rows[-1]["stop"] == "run_on"
     assert rows[1]["prompt"] == "p1" and rows[1]["reference"] == "1"
+    assert (rows[1]["similarity"], rows[1]["answer_tokens"], rows[1]["budget"]) == (0.79, 5, 30)
     # The analysis stage gets the same figures back from the rows alone.
     assert compare(retention_from_rows(rows)) == result
+    # Rows written before the similarity, lengths and budget existed: those are left out, not claimed as 0.
+    old = [{key: value for key, value in row.items() if key not in ("similarity", "answer_tokens", "budget")} for row in rows]
+    before = compare(retention_from_rows(old))
+    assert "similarity" not in before["base"] and "budget" not in before["base"] and "p_value_similarity" not in before
+    assert before["p_value_loglik"] == result["p_value_loglik"]
+
+
+def test_similarity_does_not_change_when_an_answer_does_not() -> None:
+    base = {"per_item_loglik": [(-4.0, 4)] * 10, "follows": [True] * 10, "stops": ["eos"] * 10, "similarity": [0.5 + 0.01 * i for i in range(10)]}
+    assert compare({"base": base, "fine-tuned": dict(base)})["p_value_similarity"] == 1.0
+
+
+class _WordTokenizer:
+    """One token per word (ids 1, 2, ... by position); "</s>" is id 0, and add_special_tokens puts a BOS (id 9) first."""
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
+        return {"input_ids": [9] * add_special_tokens + [index + 1 for index, _ in enumerate(text.split())]}
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return 0 if token == "</s>" else 7
+
+
+def test_the_generation_budget_comes_from_the_references_lengths() -> None:
+    tokenizer = _WordTokenizer()
+    template = Template("alpaca", "</s>", "</s>", ("###",), _tokenizer=tokenizer)
+    items = [Instruction("Say it.", "", reference) for reference in ("one two three", "one", "one two three four five six")]
+    references = reference_tokens(tokenizer, items, template)
+    assert references == [[1, 2, 3, 0], [1, 0], [1, 2, 3, 4, 5, 6, 0]]  # no BOS; the closing token counted
+    lengths = [len(reference) for reference in references]
+    assert generation_budget(lengths, 2.0) == 14  # twice the longest: 6 words + the closing token
+    assert generation_budget(lengths[:2], 2.0) == 8  # without the long one, a shorter budget
+    assert generation_budget(lengths, 1.5) == 11  # rounded up
+    assert generation_budget([10], 1.1) == 11  # not 12: 1.1 * 10 is 11.000000000000002 in floats
+    with pytest.raises(ValueError):
+        generation_budget([], 2.0)
+
+
+def test_answer_text_strips_the_templates_stop_tokens(alpaca: Template, chat: Template) -> None:
+    assert answer_text(" Paris." + EOS, alpaca) == "Paris."
+    assert answer_text("64.\n### Input:\nmore", alpaca) == "64."
+    assert answer_text("64.\n\n##", alpaca) == "64.\n\n##"  # no stop string yet: kept
+    assert answer_text("Paris." + chat.end_of_answer, chat) == "Paris."
+    assert answer_text(EOS, alpaca) == "" and answer_text("no stop at all", chat) == "no stop at all"
+
+
+class _BagOfWords:
+    """An embedder: unit-length word counts over a fixed vocabulary; records what it was asked to embed."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode(self, texts: list[str], batch_size: int, normalize_embeddings: bool, convert_to_numpy: bool, show_progress_bar: bool):
+        import numpy as np
+
+        self.seen += texts
+        words = ["paris", "is", "the", "capital", "red", "blue", "green"]
+        vectors = np.array([[text.lower().strip(".").split().count(word) for word in words] for text in texts], dtype=float)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_similarity_is_the_cosine_of_answer_and_reference() -> None:
+    embedder = _BagOfWords()
+    values = similarity(embedder, ["Paris is the capital", "red blue", "", "Paris"], ["paris is the capital", "paris is the capital", "red", "paris is the capital"], 8)
+    assert values[0] == pytest.approx(1.0) and values[1] == 0.0 and values[2] == 0.0
+    assert values[3] == pytest.approx(0.5)  # one of four words: 1 / sqrt(4)
+    assert "" not in embedder.seen and len(embedder.seen) == 6  # an empty answer is not embedded
+    with pytest.raises(ValueError):
+        similarity(embedder, ["a"], [], 8)
 
 
 def test_cells_count_shortened_contexts_and_cut_prompts_and_test_the_oracle() -> None:

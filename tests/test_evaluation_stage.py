@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from transformers import AutoTokenizer
 
 from perpetual import paths
 from perpetual.conditions import CONDITIONS as TABLE
@@ -53,7 +54,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "fetch": {"sources": {"demo": {"kind": "local", "path": "src", "include": ["**/*"], "exclude": [], "language": "text"}}},
         "init": {"models": {"tiny": spec.model_dump()}},
         "train": {"task_overrides": {}},
-        "evaluate": {"conditions": CONDITIONS, "batch_size": 4, "retention": {"max_new_tokens": 6}},
+        "evaluate": {"conditions": CONDITIONS, "batch_size": 4, "retention": {"budget_factor": 2.0}},
         "analysis": {"bootstrap_samples": 100},
     })  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -89,6 +90,9 @@ def test_evaluate_then_analysis_write_every_cell_and_retention(project: Path, mo
     assert retention["base"]["n"] == retention["fine-tuned"]["n"] == 5
     assert {"p_value_loglik", "p_value_format"} <= retention.keys()
     assert retention["base"]["loglik_per_token"] != retention["fine-tuned"]["loglik_per_token"]
+    assert "p_value_similarity" in retention
+    for which in ("base", "fine-tuned"):
+        assert -1 <= retention[which]["similarity"] <= 1 and 0 < retention[which]["answer_tokens_mean"] <= retention[which]["budget"]
     flashcards = metrics["flashcards"]
     assert flashcards["share"] == 0.3 and set(flashcards) == {"share", "letter", "cloze"}
     for fmt in ("letter", "cloze"):
@@ -102,6 +106,11 @@ def test_evaluate_then_analysis_write_every_cell_and_retention(project: Path, mo
     assert {(row["condition"], row["format"]) for row in predictions} == {(c, f) for c in CONDITIONS for f in ("letter", "cloze")}
     answers = read_jsonl(project / "data/predictions/demo-tiny.retention.jsonl")
     assert len(answers) == 10 and {row["model"] for row in answers} == {"base", "fine-tuned"}
+    # One budget for the set: twice the longest reference ("0." to "4.") in the model's tokens, with the closing EOS.
+    tokenizer = AutoTokenizer.from_pretrained(str(project / paths.base_model("tiny")))
+    longest = max(len(tokenizer(row["reference"], add_special_tokens=False)["input_ids"]) + 1 for row in answers)
+    assert {row["budget"] for row in answers} == {2 * longest} == {retention["base"]["budget"]}
+    assert all(isinstance(row["similarity"], float) and row["answer_tokens"] <= row["budget"] for row in answers)
 
     # Everything in the cells can be recomputed from the saved predictions alone.
     from perpetual.analysis import cells_from_predictions

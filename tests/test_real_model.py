@@ -100,7 +100,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Any:
                   "sft": {"num_train_epochs": 1, "learning_rate": 2e-5, "per_device_train_batch_size": 4,
                           "gradient_accumulation_steps": 1, "max_length": 256, "logging_steps": 1},
                   "task_overrides": {}},
-        "evaluate": {"batch_size": 8, "retention": {"path": "data/retention/general.jsonl", "max_new_tokens": 24}},
+        "evaluate": {"batch_size": 8, "retention": {"path": "data/retention/general.jsonl"}},
         "analysis": {"bootstrap_samples": 100},
     })  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -135,7 +135,8 @@ def test_gguf_becomes_a_plain_model_that_still_answers_in_its_chat_format(projec
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_two_training_steps_in_the_chat_format(project: Path, method: str) -> None:
     torch.manual_seed(0)
-    set_train(project, method=method)
+    set_train(project, method=method, recipe="interleaved")
+    run_stage("stages.recipe", "--task", "t", "--model", "smollm2")
     run_stage("stages.train", "--task", "t", "--model", "smollm2")
     metrics = json.loads((project / "metrics/train/t-smollm2.json").read_text())
     assert metrics["steps"] == 2 and metrics["template"] == "chat" and metrics["rows"] == 8
@@ -146,7 +147,8 @@ def test_two_training_steps_in_the_chat_format(project: Path, method: str) -> No
 
 def test_evaluate_scores_all_conditions_and_retention_stops_at_end_of_turn(project: Path) -> None:
     if not (project / "models/t-smollm2/config.json").exists():
-        set_train(project, method="lora")
+        set_train(project, method="lora", recipe="interleaved")
+        run_stage("stages.recipe", "--task", "t", "--model", "smollm2")
         run_stage("stages.train", "--task", "t", "--model", "smollm2")
     run_stage("stages.evaluate", "--task", "t", "--model", "smollm2")
     run_stage("stages.analysis", "--task", "t", "--model", "smollm2")
@@ -160,3 +162,27 @@ def test_evaluate_scores_all_conditions_and_retention_stops_at_end_of_turn(proje
     assert "Paris" in base[0]["answer"] and base[0]["answer"].endswith("<|im_end|>")  # the fact, then the end of its turn
     assert base[0]["stop"] == "eos" and base[0]["follows"]
     assert base[0]["prompt"].endswith("<|im_start|>assistant\n")
+
+
+def test_self_study_distills_answers_read_from_the_chunk_and_rephrases_keeping_the_facts(project: Path) -> None:
+    """SmolLM2 as its own teacher (perpetual/self_study.py): with the chunk in its prompt it answers the flashcards'
+    questions from it (the distill recipe's targets), and its rephrasings that pass the checks keep the facts."""
+    set_train(project, recipe="distill")
+    run_stage("stages.recipe", "--task", "t", "--model", "smollm2")
+    rows = [json.loads(line) for line in (project / "data/recipes/t-smollm2.jsonl").read_text().splitlines()]
+    counted = json.loads((project / "metrics/recipe/t-smollm2.json").read_text())["self_study"]
+    assert counted["answer_asked"] == len(FACTS) == counted.get("answers_kept", 0) + sum(
+        count for key, count in counted.items() if key.startswith("answers_refused_"))  # fmt: skip
+    facts = {f"c{index}": options[0] for index, (_, _, _, options) in enumerate(FACTS)}
+    read = [row for row in rows if facts[row["chunk_id"]].lower() in row["answer"].lower()]
+    assert len(read) >= 3, rows  # it reads what it is handed (the oracle condition scores 1.00)
+
+    set_train(project, recipe="paraphrase")
+    run_stage("stages.recipe", "--task", "t", "--model", "smollm2")
+    counted = json.loads((project / "metrics/recipe/t-smollm2.json").read_text())["self_study"]
+    asked = counted["rephrase_asked"]
+    assert asked == 2 * len(FACTS) and counted.get("rephrasings_kept", 0) + sum(
+        count for key, count in counted.items() if key.startswith("rephrasings_refused_")) == asked  # fmt: skip
+    rows = [json.loads(line) for line in (project / "data/recipes/t-smollm2.jsonl").read_text().splitlines()]
+    rephrased = [row for row in rows if row["text"] not in {text for text, *_ in FACTS}]
+    assert all(facts[row["chunk_id"]] in row["text"] for row in rephrased)  # kept ones keep the chunk's facts

