@@ -134,7 +134,7 @@ def test_local_teacher_generates_once_then_answers_from_its_cache(tiny_model_dir
 def test_phases_train_one_after_the_other_and_a_rerun_resumes_after_the_finished_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Path, Path]] = []
 
-    def fake_fine_tune(start, target, rows, params, template_name, checkpoints, label, callbacks=()):
+    def fake_fine_tune(start, target, rows, params, template_name, checkpoints, label, callbacks=(), validation=()):
         calls.append((start, target))
         target.mkdir(parents=True)
         (target / "weights").write_text(f"{start.name}+{len(rows)}")
