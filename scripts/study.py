@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--prefix", required=True, help="the experiments' name prefix")
     parser.add_argument("--param", required=True, help="the dotted param the experiments differ in")
     parser.add_argument("--out", required=True, type=Path, help="the output path, without suffix")
+    parser.add_argument("--tasks", nargs="+", help="only these tasks (experiments run for a target such as analysis@<task>-<model>); default: pipeline.tasks")
     args = parser.parse_args()
     found = experiments(args.prefix)
     if len(found) < 2:
@@ -33,7 +34,7 @@ def main() -> None:
     settings = {name: params_at(commit) for name, commit in found.items()}
     arms = [Arm(name, commit, str(value_at(settings[name], args.param))) for name, commit in sorted(found.items())]
     pipeline = settings[arms[0].name]["pipeline"]
-    result = study(arms, pipeline["tasks"], pipeline["models"], args.param)
+    result = study(arms, args.tasks or pipeline["tasks"], pipeline["models"], args.param)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out.with_suffix(".json"), result)
     args.out.with_suffix(".md").write_text(markdown(result), encoding="utf-8")
