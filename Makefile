@@ -62,7 +62,10 @@ run-real: run
 # metrics/studies/$(STUDY).{md,json,png}. Override STUDY, STUDY_RECIPES or STUDY_PARAMS for another study.
 STUDY ?= recipes
 STUDY_RECIPES ?= interleaved docs flashcards pit paraphrase distill
-STUDY_PARAMS ?= -S train.method=full -S train.sft.learning_rate=2e-4 -S train.token_budget=40000 \
+# The budget is about 4 passes over each task's interleaved set (the pilot's: docs/results/recipes-pilot.md).
+STUDY_PARAMS ?= -S train.method=full -S train.sft.learning_rate=3e-4 -S assemble.validation_share=0.1 \
+	-S train.token_budget=40000 -S +train.task_overrides.code.token_budget=64000 \
+	-S +train.task_overrides.products.token_budget=160000 \
 	-S 'evaluate.conditions=[base,fine-tuned,rag,fine-tuned+rag]'
 
 .PHONY: study-real

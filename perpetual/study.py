@@ -37,16 +37,22 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
 
-def experiments(prefix: str, baseline: str = "HEAD") -> dict[str, str]:
-    """Experiments on `baseline` whose name starts with `prefix`: name -> commit."""
-    head = git("rev-parse", baseline).strip()
-    refs = git("for-each-ref", "--format=%(refname) %(objectname)", f"refs/exps/{head[:2]}/{head[2:]}/")
-    found = {}
+def experiments(prefix: str) -> dict[str, str]:
+    """Experiments whose name starts with `prefix`: name -> commit. HEAD's are preferred; an experiment of another
+    baseline counts too (a study run while commits landed), the newest of a name winning."""
+    head = git("rev-parse", "HEAD").strip()
+    refs = git("for-each-ref", "--sort=committerdate", "--format=%(refname) %(objectname)", "refs/exps/")
+    found: dict[str, str] = {}
+    on_head: set[str] = set()
     for line in refs.splitlines():
         ref, commit = line.split()
-        name = ref.rsplit("/", 1)[-1]
-        if name.startswith(prefix):
-            found[name] = commit
+        parts = ref.split("/")  # refs/exps/<2 hex>/<38 hex>/<name>
+        name, baseline = parts[-1], parts[2] + parts[3]
+        if not name.startswith(prefix) or (name in on_head and baseline != head):
+            continue
+        found[name] = commit
+        if baseline == head:
+            on_head.add(name)
     return found
 
 
@@ -110,8 +116,13 @@ def arm_row(arm: Arm, task: str, model: str) -> dict[str, Any]:
             "loglik_per_token": [retention["base"]["loglik_per_token"], retention["fine-tuned"]["loglik_per_token"]],
             "p_value_format": retention["p_value_format"],
             "p_value_loglik": retention["p_value_loglik"],
+            "similarity": [retention["base"].get("similarity"), retention["fine-tuned"].get("similarity")],
+            "p_value_similarity": retention.get("p_value_similarity"),
         }
-    row["training"] = {key: trained.get(key) for key in ("tokens", "steps", "rows", "train_runtime_s")}
+    row["training"] = {key: trained.get(key) for key in ("tokens", "epochs", "steps", "rows", "train_runtime_s", "validation_loss")}
+    # What the recipe trained on, and what its self-study kept and refused (a recipe whose material was all refused
+    # trains on what is left: the table must say so).
+    row["recipe"] = json_at(arm.commit, str(paths.stage_metrics("recipe", cell)))
     return row
 
 
@@ -147,20 +158,27 @@ def markdown(result: Mapping[str, Any]) -> str:
         "retrieval conditions, retention (format-following and reference log-likelihood per token, base → fine-tuned)",
         "and the training cost. Guessability: base − chance in cloze.",
         "",
-        "| task | model | arm | n | cloze (CI) | gain (p) | letter | gain (p) | RAG cloze | FT+RAG cloze | guess. | format-following | loglik/token | tokens | time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | model | arm | rows trained | n | cloze (CI) | gain (p) | letter | gain (p) | RAG cloze | FT+RAG cloze | guess. "
+        "| format-following | loglik/token | similarity | tokens | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         cloze, letter = row["cloze"], row["letter"]
         retention = row.get("retention")
         following = "{:.2f} → {:.2f}".format(*retention["format_following"]) if retention else "—"
         loglik = "{:.2f} → {:.2f}".format(*retention["loglik_per_token"]) if retention else "—"
+        similar = "{:.2f} → {:.2f}".format(*retention["similarity"]) if retention and None not in retention["similarity"] else "—"
+        trained = ", ".join(f"{count} {kind}" for phase in row["recipe"]["phases"] for kind, count in phase.items())
         lines.append(
-            f"| {row['task']} | {row['model']} | {row['arm']} | {cloze['n']} | {cloze['fine_tuned']:.3f} ({cloze['ci'][0]:.2f}–{cloze['ci'][1]:.2f}) "
+            f"| {row['task']} | {row['model']} | {row['arm']} | {trained} | {cloze['n']} | {cloze['fine_tuned']:.3f} ({cloze['ci'][0]:.2f}–{cloze['ci'][1]:.2f}) "
             f"| {cloze['gain']:+.3f} ({cloze['p_value_vs_base']:.3g}) | {letter['fine_tuned']:.3f} | {letter['gain']:+.3f} ({letter['p_value_vs_base']:.3g}) "
-            f"| {_number(cloze['rag'])} | {_number(cloze['fine_tuned_rag'])} | {row['guessability_cloze']:+.3f} | {following} | {loglik} "
+            f"| {_number(cloze['rag'])} | {_number(cloze['fine_tuned_rag'])} | {row['guessability_cloze']:+.3f} | {following} | {loglik} | {similar} "
             f"| {row['training']['tokens'] or '—'} | {row['training']['train_runtime_s'] or '—'} |"
         )
+    refused = [(row["arm"], row["task"], row["recipe"]["self_study"]) for row in result["rows"] if row["recipe"].get("self_study")]
+    if refused:
+        lines += ["", "Self-study (the start model's own material: asked, kept, refused by reason):", ""]
+        lines += [f"* {arm}, {task}: " + ", ".join(f"{key} {value}" for key, value in counts.items()) for arm, task, counts in refused]
     lines += ["", "Arms against each other, closed-book, on the same questions (exact McNemar):", "",
               "| task | model | format | first | second | only first right | only second right | p |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for pair in result["pairwise"]:
@@ -197,7 +215,7 @@ def plot(result: Mapping[str, Any], target: str) -> None:
         axis.set_title(f"{task} · {model}")
         axis.set_ylim(0, 1)
     axes[0][0].set_ylabel("cloze accuracy")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     figure.savefig(target, dpi=120)
     plt.close(figure)

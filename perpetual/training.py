@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -341,28 +342,33 @@ def save_trained(trainer: SFTTrainer, target: Path) -> None:
         (tmp / "training_args.bin").unlink(missing_ok=True)  # the run's settings are in params.yaml and dvc.lock
 
 
-def fine_tune(
-    start: Path,
-    target: Path,
-    rows: Sequence[Row],
-    params: TrainingParams,
-    template_name: TemplateName,
-    checkpoints: Path,
-    label: str,
-    callbacks: Sequence[TrainerCallback] = (),
-    validation: Sequence[Row] = (),
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Run:
+    """What every training a stage starts shares: its section's params, the template rows are rendered in, the folder
+    of resumable checkpoints, the model's name for messages, extra callbacks, and validation rows (evaluated after every
+    epoch, never trained on)."""
+
+    params: TrainingParams
+    template_name: TemplateName
+    checkpoints: Path
+    label: str
+    callbacks: Sequence[TrainerCallback] = ()
+    validation: Sequence[Row] = ()
+
+
+def fine_tune(start: Path, target: Path, rows: Sequence[Row], run: Run) -> dict[str, Any]:
     """The flow instruct@ and train@ share: the model in `start` loaded for training in the precision its section
     chooses, `rows` rendered in its template, a run resumable from the checkpoints of the same run (same params, data,
     model and precision), the result saved to `target`. Returns the summary for metrics."""
+    params = run.params
     choice = choose(params.precision, params.section, local_config(start))
     model, tokenizer = load_local(start, training_weights(choice))
     kernels = report_kernels(model)
-    template = make_template(template_name, tokenizer, label)
+    template = make_template(run.template_name, tokenizer, run.label)
     rendered = examples(rows, template)
-    output_dir = checkpoints / run_key(params, rendered, {**model.config.to_dict(), "precision": choice.name})
-    validating = [ValidationLoss(tokenizer, examples(validation, template))] if validation else []
-    trainer, summary = train(model, tokenizer, rendered, params, output_dir, template, choice, [*callbacks, *validating])
+    output_dir = run.checkpoints / run_key(params, rendered, {**model.config.to_dict(), "precision": choice.name})
+    validating = [ValidationLoss(tokenizer, examples(run.validation, template))] if run.validation else []
+    trainer, summary = train(model, tokenizer, rendered, params, output_dir, template, choice, [*run.callbacks, *validating])
     if validating:
         summary["validation_loss"] = validating[0].losses  # after each epoch (of this run: a resumed one, after its checkpoint)
     save_trained(trainer, target)
@@ -387,17 +393,7 @@ def epochs_for_budget(start: Path, phases: Sequence[Sequence[Row]], template_nam
 PHASE_TOTALS = ("steps", "rows", "train_runtime_s", "tokens")
 
 
-def fine_tune_phases(
-    start: Path,
-    target: Path,
-    phases: Sequence[Sequence[Row]],
-    params: TrainingParams,
-    template_name: TemplateName,
-    checkpoints: Path,
-    label: str,
-    callbacks: Sequence[TrainerCallback] = (),
-    validation: Sequence[Row] = (),
-) -> dict[str, Any]:
+def fine_tune_phases(start: Path, target: Path, phases: Sequence[Sequence[Row]], run: Run) -> dict[str, Any]:
     """A recipe's phases trained one after the other (perpetual/recipes.py): each phase from the model the one
     before saved, its rows shuffled by the trainer within the phase only. A finished phase's model stays under
     `checkpoints` until the last phase is saved to `target`, so a rerun after a crash resumes at the phase it was in.
@@ -406,24 +402,24 @@ def fine_tune_phases(
     current = start
     for number, rows in enumerate(phases, 1):
         last = number == len(phases)
-        out = target if last else checkpoints / f"phase-{number}"
-        key = content_id(model_fingerprint(current), run_key(params, [dataclasses.asdict(row) for row in rows], {"phase": number}))
+        out = target if last else run.checkpoints / f"phase-{number}"
+        key = content_id(model_fingerprint(current), run_key(run.params, [dataclasses.asdict(row) for row in rows], {"phase": number}))
         marker = out / "phase.json"
         if not last and marker.exists() and json.loads(marker.read_text())["key"] == key:
-            print(f"{params.section}: phase {number} finished before, resuming after it", file=sys.stderr)
+            print(f"{run.params.section}: phase {number} finished before, resuming after it", file=sys.stderr)
             summary = json.loads(marker.read_text())["summary"]
         else:
-            summary = fine_tune(current, out, rows, params, template_name, checkpoints, label, callbacks, validation)
+            summary = fine_tune(current, out, rows, run)
             if not last and is_main_process():
                 marker.write_text(json.dumps({"key": key, "summary": summary}))
         done.append(summary)
-        for callback in callbacks:
+        for callback in run.callbacks:
             if hasattr(callback, "step_offset"):
                 callback.step_offset += summary["steps"]
         current = out
     if is_main_process():
         for number in range(1, len(phases)):
-            shutil.rmtree(checkpoints / f"phase-{number}", ignore_errors=True)
+            shutil.rmtree(run.checkpoints / f"phase-{number}", ignore_errors=True)
     totals = {name: round(sum(summary[name] for summary in done), 2) for name in PHASE_TOTALS}
     per_phase = [{name: summary[name] for name in ("rows", "steps", "train_loss", "tokens", "validation_loss") if name in summary} for summary in done]
     validation_loss = [loss for summary in done for loss in summary.get("validation_loss", [])]

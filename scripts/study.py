@@ -3,7 +3,7 @@
 
     python scripts/study.py --prefix study- --param train.recipe --out metrics/studies/recipes
 
-Reads every experiment on HEAD whose name starts with --prefix (`dvc exp show` lists them); writes <out>.json, <out>.md
+Reads every experiment whose name starts with --prefix (HEAD's first) (`dvc exp show` lists them); writes <out>.json, <out>.md
 and <out>.png (perpetual/study.py says what is in them).
 """
 
@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     found = experiments(args.prefix)
     if len(found) < 2:
-        raise UserError(f"{len(found)} experiment(s) named {args.prefix}* on HEAD; a study compares at least two (dvc exp show)")
+        raise UserError(f"{len(found)} experiment(s) named {args.prefix}* ; a study compares at least two (dvc exp show)")
     settings = {name: params_at(commit) for name, commit in found.items()}
     arms = [Arm(name, commit, str(value_at(settings[name], args.param))) for name, commit in sorted(found.items())]
     pipeline = settings[arms[0].name]["pipeline"]

@@ -16,7 +16,7 @@ from perpetual.errors import UserError, exits_cleanly
 from perpetual.io import atomic_path, write_json
 from perpetual.reading import reading_rows
 from perpetual.rows import instruct_rows
-from perpetual.training import fine_tune, is_main_process
+from perpetual.training import Run, fine_tune, is_main_process
 
 
 def link_or_copy(source: str, target: str) -> None:
@@ -45,7 +45,8 @@ def main() -> None:
 
     # The format it teaches is the one knowledge injection trains and evaluation asks in: train.template.
     rows = instruct_rows(settings) + reading_rows(settings, params.index.context_template, params.pipeline.seed)
-    summary = fine_tune(init, target, rows, settings, params.train.template, paths.checkpoints("instruct", args.model), f"model {args.model!r}")
+    run = Run(settings, params.train.template, paths.checkpoints("instruct", args.model), f"model {args.model!r}")
+    summary = fine_tune(init, target, rows, run)
     if is_main_process():
         write_json(paths.stage_metrics("instruct", args.model), {"enabled": True, **summary})
         print(f"instruct {args.model}: {summary}", file=sys.stderr)

@@ -18,7 +18,7 @@ from perpetual.config import with_sft
 from perpetual.errors import exits_cleanly
 from perpetual.io import read_jsonl, write_json
 from perpetual.rows import from_record, replay_rows, with_replay
-from perpetual.training import epochs_for_budget, fine_tune_phases, is_main_process, loss_curve
+from perpetual.training import Run, epochs_for_budget, fine_tune_phases, is_main_process, loss_curve
 
 
 @exits_cleanly
@@ -39,8 +39,8 @@ def main() -> None:
     dataset = datasets.load_from_disk(str(paths.dataset(args.task)))
     validation = [from_record(record) for record in dataset["validation"]] if "validation" in dataset else []
     curve = loss_curve(paths.loss_curve(args.task, args.model))
-    summary = fine_tune_phases(paths.base_model(args.model), paths.trained_model(args.task, args.model), phases, settings,
-                               settings.template, paths.checkpoints(args.task, args.model), f"model {args.model!r}", [curve], validation)  # fmt: skip
+    run = Run(settings, settings.template, paths.checkpoints(args.task, args.model), f"model {args.model!r}", [curve], validation)
+    summary = fine_tune_phases(paths.base_model(args.model), paths.trained_model(args.task, args.model), phases, run)
     summary = {"recipe": settings.recipe, "token_budget": settings.token_budget, "epochs": settings.sft.num_train_epochs, **summary}
     if is_main_process():
         write_json(paths.stage_metrics("train", cell), summary)

@@ -179,8 +179,10 @@ def test_a_recipe_study_is_experiments_compared_on_the_same_questions(project: t
     """`make study-real`'s path on the small project: one DVC experiment per recipe (the local teacher's included),
     then scripts/study.py reads them back. Runs last: it commits the project (dvc exp needs a commit)."""
     root, env = project
+    # dvc exp commits each experiment: an identity of its own, whatever the machine's git config says.
+    env = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     run(["git", "add", "-A"], root, env)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "baseline", "--allow-empty"], root, env)
+    run(["git", "commit", "-qm", "baseline", "--allow-empty"], root, env)
     tiny_self_study = ["-S", "train.self_study.rephrasings=1", "-S", "train.self_study.rephrase_max_new_tokens=8"]
     for recipe in ("docs", "paraphrase"):
         result = run(["dvc", "exp", "run", "--name", f"study-{recipe}", "-S", f"train.recipe={recipe}", *tiny_self_study], root, env)

@@ -134,7 +134,7 @@ def test_local_teacher_generates_once_then_answers_from_its_cache(tiny_model_dir
 def test_phases_train_one_after_the_other_and_a_rerun_resumes_after_the_finished_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Path, Path]] = []
 
-    def fake_fine_tune(start, target, rows, params, template_name, checkpoints, label, callbacks=(), validation=()):
+    def fake_fine_tune(start, target, rows, run):
         calls.append((start, target))
         target.mkdir(parents=True)
         (target / "weights").write_text(f"{start.name}+{len(rows)}")
@@ -146,7 +146,7 @@ def test_phases_train_one_after_the_other_and_a_rerun_resumes_after_the_finished
     (start / "weights").write_text("base")
     params = section(TrainParams, "train")
     curve = type("Curve", (), {"step_offset": 0})()
-    summary = training.fine_tune_phases(start, target, [CARDS, ROWS], params, "alpaca", checkpoints, "m", [curve])  # type: ignore[list-item]
+    summary = training.fine_tune_phases(start, target, [CARDS, ROWS], training.Run(params, "alpaca", checkpoints, "m", [curve]))  # type: ignore[list-item]
     assert calls == [(start, checkpoints / "phase-1"), (checkpoints / "phase-1", target)]
     assert summary["rows"] == 6 and summary["steps"] == 4 and summary["tokens"] == 60 and len(summary["phases"]) == 2
     assert curve.step_offset == 4  # the second phase's loss curve continues after the first's steps
@@ -164,10 +164,10 @@ def test_phases_train_one_after_the_other_and_a_rerun_resumes_after_the_finished
 
     monkeypatch.setattr(training, "fine_tune", killed_in_phase_2)
     with pytest.raises(KeyboardInterrupt):
-        training.fine_tune_phases(start, target, [CARDS, ROWS], params, "alpaca", checkpoints, "m")
+        training.fine_tune_phases(start, target, [CARDS, ROWS], training.Run(params, "alpaca", checkpoints, "m"))
     monkeypatch.setattr(training, "fine_tune", fake_fine_tune)
     calls.clear()
-    resumed = training.fine_tune_phases(start, target, [CARDS, ROWS], params, "alpaca", checkpoints, "m")
+    resumed = training.fine_tune_phases(start, target, [CARDS, ROWS], training.Run(params, "alpaca", checkpoints, "m"))
     assert calls == [(checkpoints / "phase-1", target)] and resumed["rows"] == 6
 
 
