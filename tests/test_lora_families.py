@@ -122,7 +122,9 @@ def test_lora_through_the_base_and_train_stages(family: str, tokenizer, tmp_path
         spec = TINY[family]
     project(tmp_path, tokenizer, spec, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "auto"})
     monkeypatch.chdir(tmp_path)
-    for stage, args in (("stages.init", ["--model", "m"]), ("stages.instruct", ["--model", "m"]), ("stages.train", ["--task", "t", "--model", "m"])):
+    stages = [("stages.init", ["--model", "m"]), ("stages.instruct", ["--model", "m"]), ("stages.recipe", ["--task", "t", "--model", "m"]),
+              ("stages.train", ["--task", "t", "--model", "m"])]  # fmt: skip
+    for stage, args in stages:
         run_stage(stage, monkeypatch, *args)
     metrics = json.loads((tmp_path / "metrics/train/t-m.json").read_text())
     expected = {"tiny-mamba2": ["in_proj"], "tiny-gemma": None, "mamba-v1-pretrained": ["dt_proj", "in_proj", "x_proj"]}[family]
@@ -150,7 +152,7 @@ def prepared(root: Path, tokenizer, spec: dict, lora: dict, **train: object) -> 
         params["train"].update(train)
         (root / "params.yaml").write_text(yaml.safe_dump(params))
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    for stage, args in (("stages.init", ["--model", "m"]), ("stages.instruct", ["--model", "m"])):
+    for stage, args in (("stages.init", ["--model", "m"]), ("stages.instruct", ["--model", "m"]), ("stages.recipe", ["--task", "t", "--model", "m"])):
         subprocess.run([sys.executable, "-m", stage, *args], cwd=root, check=True, capture_output=True, env=env)
     return root
 
