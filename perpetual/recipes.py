@@ -21,7 +21,7 @@ from pathlib import Path
 from perpetual.config import SelfStudyParams
 from perpetual.errors import UserError
 from perpetual.rows import Question, Row, Text
-from perpetual.self_study import LocalTeacher, check_rephrasing
+from perpetual.self_study import LocalTeacher, check_answer, check_rephrasing
 
 Phase = list[Row]
 
@@ -57,10 +57,7 @@ class Material:
         return self._teacher
 
 
-@dataclass(frozen=True)
-class Recipe:
-    summary: str
-    build: Callable[[Material], list[Phase]]
+Recipe = Callable[[Material], list[Phase]]
 
 
 def interleaved(material: Material) -> list[Phase]:
@@ -131,26 +128,27 @@ def distill(material: Material) -> list[Phase]:
     answers = teacher.generate(prompts, material.params.answer_max_new_tokens, "answer")
     rows: Phase = []
     for question, answer in zip(questions, answers, strict=True):
-        refusal = "empty" if not answer.text else None if answer.finished else "unfinished"
+        refusal = check_answer(answer)
         material.stats[f"answers_refused_{refusal}" if refusal else "answers_kept"] += 1
         if refusal is None:
             rows.append(Question(question.chunk_id, question.instruction, question.input, answer.text))
     return [rows]
 
 
+# What each is for: the functions' docstrings and docs/training.md#what-is-trained-on-recipes.
 RECIPES: dict[str, Recipe] = {
-    "interleaved": Recipe("the paper's: each chunk's raw text and its flashcards", interleaved),
-    "docs": Recipe("the raw text alone", docs),
-    "flashcards": Recipe("the flashcards alone", flashcards),
-    "pit": Recipe("the flashcards first, then the raw text with its flashcards (two phases)", pit),
-    "paraphrase": Recipe("each chunk and its rephrasings by the start model", paraphrase),
-    "distill": Recipe("the flashcards' questions, answered by the start model reading the chunk", distill),
+    "interleaved": interleaved,
+    "docs": docs,
+    "flashcards": flashcards,
+    "pit": pit,
+    "paraphrase": paraphrase,
+    "distill": distill,
 }
 
 
 def build_phases(recipe: str, material: Material) -> list[Phase]:
     """The recipe's phases, none empty."""
-    phases = RECIPES[recipe].build(material)
+    phases = RECIPES[recipe](material)
     for number, phase in enumerate(phases, 1):
         if not phase:
             raise UserError(f"train.recipe={recipe}: phase {number} has no rows (see metrics/recipe for what was refused)")

@@ -129,15 +129,21 @@ def _decode(content: str) -> Generation:
 
 
 # ---------------------------------------------------------------- checks
+def check_answer(generation: Generation) -> str | None:
+    """Why a generation is refused as it stands, or None: it must say something and end within its budget."""
+    if not generation.text:
+        return "empty"
+    return None if generation.finished else "unfinished"
+
+
 def check_rephrasing(original: str, rephrasing: Generation, params: SelfStudyParams) -> str | None:
     """Why a rephrasing is refused, or None when it is kept: it must be finished, not empty, not a copy of the
     original (word-bigram similarity at most `max_copy_similarity`), and keep at least `min_fact_recall` of the
     original's facts (its numbers, quoted strings, identifiers and names, perpetual/teacher/statements.py `facts`):
     a rephrasing that loses them teaches the phrasing without the knowledge."""
-    if not rephrasing.text:
-        return "empty"
-    if not rephrasing.finished:
-        return "unfinished"
+    refusal = check_answer(rephrasing)
+    if refusal:
+        return refusal
     if bigram_similarity(original, rephrasing.text) > params.max_copy_similarity:
         return "copy"
     wanted = facts(original)
