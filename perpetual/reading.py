@@ -100,8 +100,9 @@ def _item(chunk: Chunk, found: list[Statement], asked: int, pool: dict[str, set[
     cloze_prefix = tail(passage[:asked_at], CONTEXT_CHARS)
     shown = statement.text[: statement.span_start].rstrip()
     question = f"In {source_name(chunk)} ({subject(chunk)}), what completes \"{shown} ___\"?"
-    # As the offline teacher picks distractors: same kind, not shown by the question or the prefix, similar length;
-    # the world's own value, when the passage changed it, among them (what memory would answer).
+    # Same kind, not shown by the question or the prefix, similar length; the world's own value, when the passage
+    # changed it, among them (what memory would answer). Simpler than the evaluated MCQs' (teacher/distractors.py):
+    # these items teach copying from the passage, which any wrong option of the kind tests.
     shown_text = f"{question} {cloze_prefix}"
     candidates = sorted(
         {

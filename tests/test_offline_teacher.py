@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from perpetual.config import load_params
 from perpetual.records import LETTERS
 from perpetual.sources import fetch
 from perpetual.teacher.base import FlashcardDraft, McqDraft
+from perpetual.teacher.distractors import DistractorPool, cued, stems
+from perpetual.teacher.distractors import form as distractor_form
 from perpetual.teacher.offline import OfflineTeacher
 from perpetual.teacher.quality import (
     QualityReport,
@@ -29,7 +32,7 @@ from perpetual.teacher.quality import (
     normalise,
     strip_letter_prefix,
 )
-from perpetual.teacher.statements import extract_statements
+from perpetual.teacher.statements import FACT_KINDS, Statement, extract_statements
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = load_params(REPO / "params.yaml")
@@ -273,19 +276,83 @@ def test_statements_skip_boilerplate_imports_references_and_answers_shown_earlie
 
 
 def test_distractors_come_from_the_answers_language() -> None:
-    english = [f"Kettle model {i}\nIt boils water quickly in the kitchen. The body of this kettle is {word}." for i, word in
-               enumerate(["copper", "granite", "bamboo", "ceramic", "titanium", "walnut"])]  # fmt: skip
-    spanish = [f"Hervidor modelo {i}\nHierve el agua rápidamente en la cocina. El cuerpo del hervidor es {word}." for i, word in
-               enumerate(["cobre", "granito", "bambú", "cerámica", "titanio", "nogal"])]  # fmt: skip
+    english = [f"Kettle model {i}\nIt boils water quickly in the kitchen. The lid is stamped \"{words}\"." for i, words in
+               enumerate(["boil with care", "keep it dry", "hot water only", "mind the steam", "fill to the line", "made by hand"])]  # fmt: skip
+    spanish = [f"Hervidor modelo {i}\nHierve el agua rápidamente en la cocina. La tapa dice \"{words}\"." for i, words in
+               enumerate(["hervir con cuidado", "mantener seco", "solo agua caliente", "cuidado con el vapor", "llenar hasta la línea", "hecho a mano"])]  # fmt: skip
     chunks = [_chunk(f"en{i}", text) for i, text in enumerate(english)] + [_chunk(f"es{i}", text) for i, text in enumerate(spanish)]
     result = OfflineTeacher(seed=0, near_duplicate_threshold=SETTINGS.near_duplicate_threshold).generate(chunks, flashcards_per_chunk=0, mcqs_per_chunk=2)
-    words = {"en": {"copper", "granite", "bamboo", "ceramic", "titanium", "walnut", "kitchen", "quickly"},
-             "es": {"cobre", "granito", "bambú", "cerámica", "titanio", "nogal", "cocina", "rápidamente"}}  # fmt: skip
     assert result.mcqs
     for draft in result.mcqs:
+        assert draft.kind == "quoted"
         own = "en" if draft.chunk_id.startswith("en") else "es"
-        other = "es" if own == "en" else "en"
-        assert not set(draft.options) & words[other], (draft.question, draft.options)
+        others = english if own == "es" else spanish
+        assert not any(option in text for option in draft.options for text in others), (draft.question, draft.options)
+
+
+# ---------------------------------------------------------------- distractors as plausible as the answer
+def test_mcqs_ask_facts_only() -> None:
+    """A statement ending in a plain word is asked by its last fact instead, or not at all (a flashcard may)."""
+    chunk = _chunk("c", "Brindle kettle\nThe Brindle kettle was designed by Oriel Vanthorpe in 2014 for quiet kitchens.\nIt hums softly.", "text")
+    result = OfflineTeacher(seed=0, near_duplicate_threshold=0.9).generate([chunk], flashcards_per_chunk=0, mcqs_per_chunk=5)
+    assert result.stats["statements_without_facts"] == 1  # "It hums softly."
+    assert result.mcqs == []  # 2014 has no other number of its form in the task: no distractors, no MCQ
+    assert result.stats["statements_without_distractors"] == 1
+
+
+def _statement(chunk: dict, answer: str) -> Statement:
+    found = [s for s in extract_statements(chunk) if s.answer == answer]
+    assert found, [s.answer for s in extract_statements(chunk)]
+    return found[0]
+
+
+def test_distractors_share_the_answers_form_and_slot_before_nearness() -> None:
+    own = _chunk("a", "Tern kettle\nIts colour is called Saltrose. It went on sale in 2018.\nIt holds 1.7 litres. It weighs 950 grams. "
+                      "It is sold by Corvel Stores at 89.30 dollars.")  # fmt: skip
+    other = _chunk("b", "Wren kettle\nIts colour is called Larkstone. It went on sale in 2016. It holds 1.2 litres and weighs 1100 "
+                        "grams. Its colour, Tidewash in some markets, was chosen by Mabry Ketterling. First sold in 2011.")  # fmt: skip
+    third = _chunk("c", "## Results\nThe colour is called Ashcoral. Sold in 2009. Weighs 700 grams. Holds 0.8 litres.")
+    pool = DistractorPool([own, other, third])
+    rng = random.Random(0)
+    colour = _statement(own, "Saltrose")
+    names = pool.choose(own, colour, "Its colour is called", rng)
+    # One-word names that followed "called" come first; "Results" (a heading) is no name; "Corvel Stores" (two words)
+    # and "Mabry Ketterling" differ in form.
+    assert names is not None and set(names[:2]) == {"Larkstone", "Ashcoral"} and "Results" not in names
+    assert "Corvel Stores" not in names and "Mabry Ketterling" not in names
+    year = pool.choose(own, _statement(own, "2018"), "It went on sale in", rng)
+    assert year is not None and set(year) == {"2016", "2011", "2009"}  # years among years, not 950 grams
+    volume = pool.choose(own, _statement(own, "1.7"), "It holds", rng)
+    assert volume is not None and set(volume[:2]) == {"1.2", "0.8"}  # decimals among decimals
+
+
+def test_distractors_from_the_same_chunk_and_its_neighbours_first() -> None:
+    def doc(name: str, values: list[int]) -> list[dict]:
+        return [{**_chunk(f"{name}{i}", f"Part {i}\nThe valve holds {v} kilopascals. The seal holds {v + 3} kilopascals.",
+                          "text"), "source": f"{name}.md"} for i, v in enumerate(values)]  # fmt: skip
+
+    near = doc("manual", [310, 420, 530, 640, 750, 860])
+    far = doc("other", [315, 425, 535, 645])
+    pool = DistractorPool(near + far)
+    chunk = near[2]
+    options = pool.choose(chunk, _statement(chunk, "533"), "The seal holds", random.Random(0))
+    # Its own chunk's 530 first, then the neighbours' (two either side), never the other document's.
+    assert options is not None and options[0] == "530"
+    assert set(options[1:]) <= {"310", "313", "420", "423", "640", "643", "750", "753"}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_shipped_mcqs_ask_facts_with_distractors_of_the_answers_form(corpora: dict, task: str) -> None:
+    mcqs = corpora[task]["mcqs"]
+    assert mcqs and all(mcq["kind"] in FACT_KINDS for mcq in mcqs)
+    matched = total = 0
+    for mcq in mcqs:
+        correct = mcq["options"][LETTERS.index(mcq["answer"])]
+        for option in mcq["options"]:
+            if option != correct:
+                total += 1
+                matched += distractor_form(option, mcq["kind"]).coarse == distractor_form(correct, mcq["kind"]).coarse
+    assert matched / total >= 0.9, matched / total
 
 
 def test_clean_mcqs_drops_answers_the_question_or_passage_shows() -> None:
@@ -297,3 +364,16 @@ def test_clean_mcqs_drops_answers_the_question_or_passage_shows() -> None:
     report = QualityReport()
     assert clean_mcqs(drafts, [], threshold=0.9, seed=0, report=report) == []
     assert report.dropped == Counter({"mcq_answer_in_question": 1, "mcq_answer_in_passage": 1})
+
+
+def test_an_answer_found_by_matching_words_is_not_asked() -> None:
+    shown = 'def needs_candling(self):\n    """Thick pieces need candling."""\n    return self.thickness_mm > '
+    assert stems("CANDLE_THICKNESS_MM") & stems(shown)
+    assert cued("CANDLE_THICKNESS_MM", ["MAX_QUEUE_DEPTH", "GRADE_MAX", "ERR_UNKNOWN"], shown)
+    assert not cued("CANDLE_THICKNESS_MM", ["CANDLE_HOURS", "THICK_LIMIT_MM", "CANDLING_MINUTES"], shown)
+    assert not cued("MAX_QUEUE_DEPTH", ["GRADE_MAX", "ERR_UNKNOWN", "KILN_KIND_GAS"], shown)  # no echo at all
+    code = _chunk("k", "class Piece:\n    def needs_candling(self):\n        return self.thickness_mm > CANDLE_THICKNESS_MM\n"
+                       "LIMIT = MAX_QUEUE_DEPTH\nGRADE = GRADE_MAX\nFAULT = ERR_UNKNOWN\nHOURS = CANDLE_HOURS_MAX\n", "python")  # fmt: skip
+    pool = DistractorPool([code])
+    options = pool.choose(code, _statement(code, "CANDLE_THICKNESS_MM"), shown, random.Random(0))
+    assert options is not None and options[0] == "CANDLE_HOURS_MAX"  # the one distractor that echoes too comes first
