@@ -144,6 +144,9 @@ class SelfStudyParams(Strict):
     min_fact_recall: float = Field(
         ge=0, le=1, description="the share of the chunk's numbers, names and identifiers a rephrasing must keep, or it is refused"
     )
+    min_fact_precision: float = Field(
+        ge=0, le=1, description="the share of a rephrasing's own numbers, names and identifiers the chunk must state, or it is refused as inventing facts"
+    )
 
 
 class TrainParams(TrainingParams):

@@ -21,7 +21,7 @@ from pathlib import Path
 from perpetual.config import SelfStudyParams
 from perpetual.errors import UserError
 from perpetual.rows import Question, Row, Text
-from perpetual.self_study import LocalTeacher, check_answer, check_rephrasing
+from perpetual.self_study import LocalTeacher, check_answer, check_rephrasing, cut_loop
 
 Phase = list[Row]
 
@@ -107,6 +107,10 @@ def paraphrase(material: Material) -> list[Phase]:
     generated = teacher.generate([teacher.prompt(style, text.text) for text, style in asks], params.rephrase_max_new_tokens, "rephrase")
     kept: dict[str, list[Text]] = {}
     for (text, _), generation in zip(asks, generated, strict=True):
+        cut = cut_loop(generation)
+        if cut is not None:
+            material.stats["rephrasings_cut_before_a_loop"] += 1
+            generation = cut
         refusal = check_rephrasing(text.text, generation, params)
         material.stats[f"rephrasings_refused_{refusal}" if refusal else "rephrasings_kept"] += 1
         if refusal is None:
@@ -119,8 +123,8 @@ def distill(material: Material) -> list[Phase]:
     chunk in the prompt (the teacher, which reads well: SmolLM2 scores 1.00 with the passage in context) is the answer
     the student learns without the chunk. Greedy answers, not token-level distributions: sequence-level distillation
     (Kim & Rush 2016) needs only text, so the answers are cached, inspected and trained with the same SFT trainer as
-    every recipe; matching distributions would need the teacher's logits at every position of every step. An empty or
-    unfinished answer is counted and its question left out."""
+    every recipe; matching distributions would need the teacher's logits at every position of every step. An answer
+    that falls into a loop is cut before it (`cut_loop`); an empty or unfinished one is counted and left out."""
     questions = material.questions
     chunks = {text.chunk_id: text.text for text in material.texts}
     teacher = material.teacher
@@ -128,6 +132,10 @@ def distill(material: Material) -> list[Phase]:
     answers = teacher.generate(prompts, material.params.answer_max_new_tokens, "answer")
     rows: Phase = []
     for question, answer in zip(questions, answers, strict=True):
+        cut = cut_loop(answer)
+        if cut is not None:
+            material.stats["answers_cut_before_a_loop"] += 1
+            answer = cut
         refusal = check_answer(answer)
         material.stats[f"answers_refused_{refusal}" if refusal else "answers_kept"] += 1
         if refusal is None:

@@ -13,6 +13,7 @@ rephrasings) and every outcome is counted in `stats`.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,11 +137,31 @@ def check_answer(generation: Generation) -> str | None:
     return None if generation.finished else "unfinished"
 
 
+def cut_loop(generation: Generation) -> Generation | None:
+    """The generation cut before its first sentence or line that repeats an earlier one, or None when none does.
+
+    Greedy decoding of a small model falls into loops ("Lion.\nLion.\nLion." until the budget, SmolLM2-135M in 36
+    of 48 rephrasings): what comes before the loop may be a whole rephrasing, and is checked like one; the loop
+    itself would teach the repetition."""
+    seen: set[str] = set()
+    for match in _UNIT.finditer(generation.text):
+        unit = " ".join(match.group(0).split())
+        if unit in seen:
+            return Generation(generation.text[: match.start()].rstrip(), finished=True)
+        seen.add(unit)
+    return None
+
+
+_UNIT = re.compile(r"[^\n.!?]+[.!?]*")  # a sentence, or a line without an end mark
+
+
 def check_rephrasing(original: str, rephrasing: Generation, params: SelfStudyParams) -> str | None:
     """Why a rephrasing is refused, or None when it is kept: it must be finished, not empty, not a copy of the
-    original (word-bigram similarity at most `max_copy_similarity`), and keep at least `min_fact_recall` of the
+    original (word-bigram similarity at most `max_copy_similarity`), keep at least `min_fact_recall` of the
     original's facts (its numbers, quoted strings, identifiers and names, perpetual/teacher/statements.py `facts`):
-    a rephrasing that loses them teaches the phrasing without the knowledge."""
+    a rephrasing that loses them teaches the phrasing without the knowledge; and state at least
+    `min_fact_precision` of its own facts as the original does: one that invents them ("LarkSparrow reached 18.51")
+    teaches falsehoods."""
     refusal = check_answer(rephrasing)
     if refusal:
         return refusal
@@ -149,4 +170,7 @@ def check_rephrasing(original: str, rephrasing: Generation, params: SelfStudyPar
     wanted = facts(original)
     if wanted and sum(mentions(rephrasing.text, fact) for fact in wanted) / len(wanted) < params.min_fact_recall:
         return "lost_facts"
+    stated = facts(rephrasing.text)
+    if stated and sum(mentions(original, fact) for fact in stated) / len(stated) < params.min_fact_precision:
+        return "invented_facts"
     return None

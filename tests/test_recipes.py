@@ -14,7 +14,7 @@ from perpetual.config import RecipeName, SelfStudyParams, TrainParams
 from perpetual.errors import UserError
 from perpetual.recipes import RECIPES, Material, build_phases, rephrase_styles
 from perpetual.rows import Question, Text
-from perpetual.self_study import Generation, LocalTeacher, check_rephrasing
+from perpetual.self_study import Generation, LocalTeacher, check_rephrasing, cut_loop
 from perpetual.teacher.statements import facts
 from perpetual.testing.params import section
 
@@ -116,6 +116,22 @@ def test_check_rephrasing_reasons() -> None:
     assert check_rephrasing(original, Generation(original, True), params) == "copy"
     assert check_rephrasing(original, Generation("It is a fast kettle.", True), params) == "lost_facts"
     assert check_rephrasing(original, Generation("Aurora Labs' Vellum heats 1.5 litres to boiling in 41 seconds.", True), params) is None
+    invented = "Aurora Labs' Vellum heats 1.5 litres in 41 seconds. The Vellum Max by Orlo Kitchens heats 2.5 litres in 55 seconds."
+    assert check_rephrasing(original, Generation(invented, True), params) == "invented_facts"
+
+
+def test_a_loop_is_cut_before_it_and_the_rest_checked_as_a_rephrasing() -> None:
+    looped = Generation("Aurora Labs' Vellum heats 1.5 litres in 41 seconds.\nIt is fast.\nIt is fast.\nIt is fa", False)
+    cut = cut_loop(looped)
+    assert cut == Generation("Aurora Labs' Vellum heats 1.5 litres in 41 seconds.\nIt is fast.", True)
+    assert check_rephrasing(CHUNKS[0].text, cut, settings()) is None
+    lion = cut_loop(Generation("Aurora Labs' Vellum heats 1.5 litres in 41 seconds.\nLion.\nLion.\nLi", False))
+    assert lion is not None and check_rephrasing(CHUNKS[0].text, lion, settings()) == "invented_facts"
+    assert cut_loop(Generation("One sentence. Another one.\nA third line", False)) is None  # nothing repeats: as it was
+    teacher = ScriptedTeacher({"How fast": Generation("It boils in 41 seconds. It boils in 41 seconds. It", False), "parse_config": Generation("", True)})
+    made = material(teacher)
+    assert build_phases("distill", made) == [[Question("c0", "How fast does the Vellum kettle boil?", "", "It boils in 41 seconds.")]]
+    assert made.stats["answers_cut_before_a_loop"] == 1
 
 
 def test_local_teacher_generates_once_then_answers_from_its_cache(tiny_model_dir: Path, tmp_path: Path) -> None:
