@@ -141,12 +141,27 @@ def pairwise(arms: Sequence[Arm], task: str, model: str) -> list[dict[str, Any]]
     return rows
 
 
+def evaluated_in(arms: Sequence[Arm], task: str, model: str) -> list[Arm]:
+    """The arms that evaluated this cell, one per value (the last given wins): a study may run one task per session
+    (`make study-real STUDY_TASKS=research`), each task's arms their own experiments."""
+    path = str(paths.stage_metrics("eval", f"{task}-{model}"))
+    chosen: dict[str, Arm] = {}
+    for arm in arms:
+        if subprocess.run(["git", "cat-file", "-e", f"{arm.commit}:{path}"], capture_output=True).returncode == 0:
+            chosen[arm.value] = arm
+    if not chosen:
+        raise UserError(f"no experiment of the study evaluated {task}-{model}; run it (make study-real STUDY_TASKS={task}) or leave the task out (--tasks)")
+    return list(chosen.values())
+
+
 def study(arms: Sequence[Arm], tasks: Sequence[str], models: Sequence[str], param: str) -> dict[str, Any]:
+    cells = {(task, model): evaluated_in(arms, task, model) for model in models for task in tasks}
+    used = {arm.name for chosen in cells.values() for arm in chosen}
     return {
         "param": param,
-        "arms": [{"value": arm.value, "experiment": arm.name, "commit": arm.commit} for arm in arms],
-        "rows": [arm_row(arm, task, model) for model in models for task in tasks for arm in arms],
-        "pairwise": [row for model in models for task in tasks for row in pairwise(arms, task, model)],
+        "arms": [{"value": arm.value, "experiment": arm.name, "commit": arm.commit} for arm in arms if arm.name in used],
+        "rows": [arm_row(arm, task, model) for (task, model), chosen in cells.items() for arm in chosen],
+        "pairwise": [row for (task, model), chosen in cells.items() for row in pairwise(chosen, task, model)],
     }
 
 
