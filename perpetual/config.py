@@ -129,8 +129,15 @@ RecipeName = Literal["interleaved", "docs", "flashcards", "pit", "paraphrase", "
 
 
 class SelfStudyParams(Strict):
-    """The local teacher of the paraphrase and distill recipes: the start model run in-process (perpetual/self_study.py)."""
+    """The teacher of the paraphrase and distill recipes: the start model run in-process (perpetual/self_study.py), or
+    an OpenAI-compatible endpoint (perpetual/teacher/chat_teacher.py)."""
 
+    teacher: Literal["local", "openai"] = Field(
+        description="who writes the material: `local`, the start model run in-process; `openai`, an OpenAI-compatible chat "
+        "endpoint, reached with `generate.teacher`'s settings (one home for an endpoint: `base_url`, `model`, `temperature`, "
+        "`seed`, `max_retries`, `timeout_s`, `concurrency`; the key from `OPENAI_API_KEY` only), so `temperature`, "
+        "`batch_size` and `precision` here are the local teacher's"
+    )
     rephrase_prompts: str = Field(description="the rephrasing prompts, one style per Markdown section")
     rephrasings: int = Field(ge=1, description="rephrasings per chunk, each in the next style")
     rephrase_max_new_tokens: int = Field(ge=1, description="the token budget of a rephrasing")
@@ -171,7 +178,8 @@ class TrainParams(TrainingParams):
         "answered with the chunk in the prompt)"
     )
     self_study: SelfStudyParams = Field(
-        description="for `paraphrase` and `distill`: the material the start model (`models/base-<model>`) writes in-process"
+        description="for `paraphrase` and `distill`: the material the start model (`models/base-<model>`) writes in-process, "
+        "or an OpenAI-compatible endpoint"
     )
     replay: ReplayParams = Field(description="general instruction data mixed in, so that the model keeps the assistant formats")
     task_overrides: dict[str, dict[str, Any]] = Field(

@@ -41,7 +41,10 @@ class TeacherParams(Strict):
 
 
 class GenerateParams(Strict):
-    teacher: TeacherParams = Field(description="the teacher: the LLM that writes the flashcards and MCQs")
+    teacher: TeacherParams = Field(
+        description="the teacher: the LLM that writes the flashcards and MCQs; its endpoint also writes the self-study "
+        "material when `train.self_study.teacher` is `openai`"
+    )
     flashcards_per_chunk: int = Field(ge=3, le=5, description="flashcards per chunk, for training")
     mcqs_per_chunk: int = Field(ge=1, le=50, description="MCQs asked per chunk, before the cap")
     max_mcqs_per_task: int | None = Field(

@@ -4,8 +4,8 @@ A recipe turns a task's material (assemble@'s set: each chunk's raw text, then i
 into phases of training rows (perpetual/rows.py). The phases are trained one after the other, each from the model
 the one before left (perpetual/training.py `fine_tune_phases`), so a curriculum is honoured: rows are shuffled within a
 phase, never across phases. A recipe that needs material of its own (rephrasings, answers given with the chunk in
-the prompt) asks the local teacher for it (perpetual/self_study.py: the start model itself), and counts what it kept
-and what it refused.
+the prompt) asks the self-study teacher for it (perpetual/self_study.py: the start model itself, or an
+OpenAI-compatible endpoint), and counts what it kept and what it refused.
 
 Adding a recipe is one entry in `RECIPES` and its tests; docs/training.md#what-is-trained-on-recipes says what each is for.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from perpetual.config import SelfStudyParams
 from perpetual.errors import UserError
 from perpetual.rows import Question, Row, Text
-from perpetual.self_study import LocalTeacher, check_answer, check_rephrasing, cut_loop
+from perpetual.self_study import SelfStudyTeacher, check_answer, check_rephrasing, cut_loop
 
 Phase = list[Row]
 
@@ -33,9 +33,9 @@ class Material:
     rows: Sequence[Text | Question]  # each chunk's text, then its flashcards (held-out chunks' flashcards left out)
     params: SelfStudyParams
     context_template: str  # index.context_template: how a chunk is put before a question
-    open_teacher: Callable[[], LocalTeacher]  # the start model, opened the first time a recipe asks
+    open_teacher: Callable[[], SelfStudyTeacher]  # train.self_study.teacher, opened the first time a recipe asks
     stats: Counter[str]  # kept and refused material, by reason; the teacher's own counts
-    _teacher: LocalTeacher | None = None
+    _teacher: SelfStudyTeacher | None = None
 
     @property
     def texts(self) -> list[Text]:
@@ -46,12 +46,12 @@ class Material:
         return [row for row in self.rows if isinstance(row, Question)]
 
     @property
-    def opened(self) -> LocalTeacher | None:
+    def opened(self) -> SelfStudyTeacher | None:
         """The teacher, if a recipe asked for it."""
         return self._teacher
 
     @property
-    def teacher(self) -> LocalTeacher:
+    def teacher(self) -> SelfStudyTeacher:
         if self._teacher is None:
             self._teacher = self.open_teacher()
         return self._teacher
@@ -92,17 +92,18 @@ def rephrase_styles(path: str) -> list[str]:
 
 def paraphrase(material: Material) -> list[Phase]:
     """Each chunk and its rephrasings (Allen-Zhu & Li 2024: a fact seen in one phrasing is memorised, not extractable;
-    diverse rephrasings make it so), written by the start model in `rephrasings` styles and checked
+    diverse rephrasings make it so), written by the teacher in `rephrasings` styles and checked
     (`check_rephrasing`): a refused rephrasing is counted and left out, its chunk keeps its other ones."""
     params = material.params
     styles = rephrase_styles(params.rephrase_prompts)
-    if params.rephrasings > len(styles) and params.temperature == 0:
+    teacher = material.teacher
+    if params.rephrasings > len(styles) and teacher.temperature == 0:
+        temperature = "generate.teacher.temperature" if params.teacher == "openai" else "train.self_study.temperature"
         raise UserError(
             f"train.self_study.rephrasings is {params.rephrasings} but {params.rephrase_prompts} has {len(styles)} "
-            "styles: greedy decoding would repeat them; add styles or set train.self_study.temperature above 0"
+            f"styles: greedy decoding would repeat them; add styles or set {temperature} above 0"
         )
     texts = material.texts
-    teacher = material.teacher
     asks = [(text, styles[k % len(styles)]) for text in texts for k in range(params.rephrasings)]
     generated = teacher.generate([teacher.prompt(style, text.text) for text, style in asks], params.rephrase_max_new_tokens, "rephrase")
     kept: dict[str, list[Text]] = {}

@@ -1,4 +1,8 @@
-"""The local teacher: a model run in-process writes study material. Run with the cell's start model
+"""The self-study teachers and the checks of what they write. `SelfStudyTeacher` is what a recipe asks; `open_teacher`
+picks one by `train.self_study.teacher`: the local teacher here, or an OpenAI-compatible endpoint
+(perpetual/teacher/chat_teacher.py), which shares the cache format, the counts and the checks.
+
+The local teacher: a model run in-process writes study material. Run with the cell's start model
 (models/base-<model>), it is self-study: the model rephrases its chunks and answers its flashcards' questions with
 the chunk in its prompt, in its own template (train.template), and needs no server.
 
@@ -18,11 +22,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from perpetual.config import SelfStudyParams
+from perpetual.config import SelfStudyParams, TeacherParams
 from perpetual.models import model_fingerprint
 from perpetual.teacher.cache import CachedResponse, ResponseCache, cache_key
 from perpetual.teacher.quality import bigram_similarity, mentions
@@ -37,6 +41,35 @@ CACHE_FORMAT = "self-study-1"
 class Generation:
     text: str  # the answer, cut before the stop token (alpaca: before a new "###" section)
     finished: bool  # it ended with a stop within the token budget (a run-on answer was cut off)
+
+
+class SelfStudyTeacher(Protocol):
+    """What a recipe asks of a teacher (perpetual/recipes.py) and what recipe@ reports of it."""
+
+    stats: Counter[str]  # asked, cache hits, generated tokens, per purpose ("rephrase", "answer")
+    temperature: float  # 0: greedy, so the same prompt gives the same text
+    precision: dict[str, str]  # what the model ran in, once known; empty where the teacher cannot tell (an endpoint)
+
+    def prompt(self, instruction: str, content: str = "") -> str:
+        """The prompt that asks `instruction` of `content`, as this teacher reads prompts."""
+        ...
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, purpose: str) -> list[Generation]:
+        """One generation per prompt, in order, each within `max_new_tokens`; cached ones read back."""
+        ...
+
+
+def open_teacher(
+    params: SelfStudyParams, endpoint: TeacherParams, folder: Path, template_name: TemplateName, cache_dir: Path, seed: int,
+    stats: Counter[str],
+) -> SelfStudyTeacher:  # fmt: skip
+    """The teacher `params.teacher` names: the model in `folder` in-process (seeded by `seed`), or the endpoint
+    `endpoint` describes; either caches in `cache_dir` and counts in `stats`."""
+    if params.teacher == "openai":
+        from perpetual.teacher.chat_teacher import OpenAISelfStudyTeacher
+
+        return OpenAISelfStudyTeacher.from_params(endpoint, cache_dir, stats)
+    return LocalTeacher(folder, template_name, params, cache_dir, seed, stats)
 
 
 class LocalTeacher:
@@ -56,6 +89,7 @@ class LocalTeacher:
         self.template: Template = make_template(template_name, self.tokenizer, str(folder))
         self.fingerprint = model_fingerprint(folder)
         self.stats = stats  # the recipe's counters: asked, cache hits, generated tokens per purpose
+        self.temperature = params.temperature
         self.precision: dict[str, str] = {}  # what the model ran in, once loaded
         self._lm: Any = None
 
@@ -69,7 +103,7 @@ class LocalTeacher:
         for index, key in enumerate(keys):
             hit = self.cache.get(key)
             if hit is not None:
-                found[index] = _decode(hit.content)
+                found[index] = decode_generation(hit.content)
         missing = [index for index in range(len(prompts)) if index not in found]
         self.stats[f"{purpose}_asked"] += len(prompts)
         self.stats[f"{purpose}_cache_hits"] += len(found)
@@ -80,7 +114,7 @@ class LocalTeacher:
                 for start in range(0, len(missing), size):
                     batch = missing[start : start + size]
                     for index, generation, tokens in zip(batch, *self._run(lm, [prompts[i] for i in batch], max_new_tokens), strict=True):
-                        self.cache.put(keys[index], CachedResponse(_encode(generation), 0, tokens), {"purpose": purpose})
+                        self.cache.put(keys[index], CachedResponse(encode_generation(generation), 0, tokens), {"purpose": purpose})
                         self.stats[f"{purpose}_generated_tokens"] += tokens
                         found[index] = generation
                     progress.update(len(batch))
@@ -120,11 +154,12 @@ class LocalTeacher:
         return generations, [len(tokens) for tokens, _ in answers]
 
 
-def _encode(generation: Generation) -> str:
+def encode_generation(generation: Generation) -> str:
+    """A generation as a cache file's content; both teachers cache Generations, read back by `decode_generation`."""
     return json.dumps({"text": generation.text, "finished": generation.finished}, ensure_ascii=False)
 
 
-def _decode(content: str) -> Generation:
+def decode_generation(content: str) -> Generation:
     record = json.loads(content)
     return Generation(str(record["text"]), bool(record["finished"]))
 

@@ -74,6 +74,12 @@ def test_wrong_type_names_the_key(raw: dict) -> None:
     assert "'many'" in message
 
 
+def test_an_unknown_self_study_teacher_names_the_key_and_the_choices(raw: dict) -> None:
+    raw["train"]["self_study"]["teacher"] = "bogus"
+    message = _error_for(raw)
+    assert "train.self_study.teacher" in message and "'bogus'" in message and "openai" in message
+
+
 def test_unknown_task_without_fetch_source_is_an_error(raw: dict) -> None:
     raw["pipeline"]["tasks"] = ["code", "legal"]
     message = _error_for(raw)

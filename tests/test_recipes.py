@@ -39,6 +39,9 @@ class ScriptedTeacher:
     def __init__(self, script: dict[str, Generation]) -> None:
         self.script = script
         self.asked: list[str] = []
+        self.stats: Counter[str] = Counter()
+        self.temperature = 0.0  # greedy, as params.yaml's local teacher
+        self.precision: dict[str, str] = {}
 
     def prompt(self, instruction: str, content: str = "") -> str:
         return f"{instruction}\n{content}"

@@ -5,7 +5,10 @@
         teacher = OpenAITeacher(params.model_copy(update={"base_url": server.base_url}), api_key="sk-test")
 
 Replies are built deterministically from the user message, in the shape the flashcard or MCQ schema asks for
-(`questions` with question/answer, or question/choices/answer), with usage token counts. Faults are injected on
+(`questions` with question/answer, or question/choices/answer), with usage token counts. A request without a
+response_format (a self-study rephrasing or answer: plain text) is answered with its user message's last paragraph
+rewritten, its words in reverse order (`rewrite`): every one-word fact (a number, an identifier) is kept and no word
+pair is, so a rephrasing check keeps it, unless a fact of several words ("Aurora Labs") comes out reversed. Faults are injected on
 demand and consumed by the requests they match. The server counts requests per prompt hash (system + first user
 message, so feedback retries count against the prompt they retry) and keeps the Authorization headers it saw in
 memory only, never on disk.
@@ -36,6 +39,7 @@ FaultKind = Literal[
     "duplicate_options",  # MCQ choices with a repeated option
     "letter_prefixed",  # MCQ choices like "A. foo"
     "unauthorized",  # 401, as for a wrong API key
+    "truncated",  # finish_reason "length", as for a reply cut at the token budget (a plain one: its first half)
 ]
 LETTERS = ("A", "B", "C", "D")
 FALLBACK_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
@@ -162,9 +166,23 @@ def _wanted_count(body: dict[str, Any], kind: str) -> int:
     return min(max(count, 3), 5) if kind == "flashcards" else max(count, 1)
 
 
+def is_plain(body: dict[str, Any]) -> bool:
+    """A request for prose (no response_format), as self-study sends."""
+    return not body.get("response_format")
+
+
+def rewrite(text: str) -> str:
+    """The plain reply: the last paragraph of `text` (what a self-study prompt applies its instruction to) with its
+    words in reverse order."""
+    return " ".join(reversed(text.split("\n\n")[-1].split()))
+
+
 def build_content(body: dict[str, Any], fault: Fault | None) -> str:
     messages = body.get("messages") or []
     text = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
+    if is_plain(body):
+        reply = rewrite(text)
+        return reply[: len(reply) // 2] if fault is not None and fault.kind == "truncated" else reply
     kind = request_kind(body)
     count = _wanted_count(body, kind)
     fault_kind = fault.kind if fault else None
@@ -201,7 +219,7 @@ def _mcq(words: list[str], seed: int, index: int, fault_kind: str | None) -> dic
     return {"question": f"Which term does the text use (item {index + 1})?", "choices": choices, "answer": LETTERS[letter_index]}
 
 
-def completion_body(body: dict[str, Any], content: str) -> dict[str, Any]:
+def completion_body(body: dict[str, Any], content: str, finish_reason: str = "stop") -> dict[str, Any]:
     prompt_chars = sum(len(str(m.get("content"))) for m in body.get("messages") or [])
     prompt_tokens, completion_tokens = max(1, prompt_chars // 4), max(1, len(content) // 4)
     return {
@@ -209,7 +227,7 @@ def completion_body(body: dict[str, Any], content: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "fake"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -255,7 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake.pause(fake.latency_s)
         if fault is not None and self._send_fault(fault):
             return
-        self._send_json(200, completion_body(body, build_content(body, fault)))
+        finish_reason = "length" if fault is not None and fault.kind == "truncated" else "stop"
+        self._send_json(200, completion_body(body, build_content(body, fault), finish_reason))
 
     def _send_fault(self, fault: Fault) -> bool:
         """Send an HTTP-level fault; False when the fault is in the content instead."""
