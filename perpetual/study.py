@@ -6,6 +6,10 @@ the DVC cache, read at the commit with `dvc.api`. Per arm × task × model: clos
 its CI and exact McNemar p against base (from analysis@'s metrics), RAG and fine-tuned + RAG, retention, the
 training tokens and time, the base's guessability (base − chance in cloze); and every two arms against each other
 on the same questions (exact McNemar on the fine-tuned model's outcomes, per format).
+
+Each arm × cell becomes a record (its row and its per-question outcomes), written beside the study
+(`metrics/studies/<study>-arms/`) and committed with it: the study is recomputed from the records, so arms run in
+earlier sessions, on other machines or before `dvc exp gc` still count, and a rerun arm replaces its record.
 """
 
 from __future__ import annotations
@@ -126,15 +130,14 @@ def arm_row(arm: Arm, task: str, model: str) -> dict[str, Any]:
     return row
 
 
-def pairwise(arms: Sequence[Arm], task: str, model: str) -> list[dict[str, Any]]:
+def pairwise(cell: Sequence[Mapping[str, Any]], task: str, model: str) -> list[dict[str, Any]]:
     """Every two arms on the same questions: exact McNemar on the fine-tuned model's closed-book outcomes."""
-    outcomes = {arm.value: predictions_at(arm.commit, task, model) for arm in arms}
     rows = []
     for fmt in FORMATS:
-        by_arm = {value: closed_book(predictions, fmt) for value, predictions in outcomes.items()}
+        by_arm = {record["arm"]: record["outcomes"][fmt] for record in cell}
         for first, second in itertools.combinations(by_arm, 2):
             if by_arm[first].keys() != by_arm[second].keys():
-                raise UserError(f"{task}: arms {first} and {second} were asked different questions; a study varies training only")
+                raise UserError(f"{task}: arms {first} and {second} were asked different questions; a study varies training only (rerun the older arm)")
             ids = sorted(by_arm[first])
             test = mcnemar_exact([by_arm[first][i] for i in ids], [by_arm[second][i] for i in ids])
             rows.append({"task": task, "model": model, "format": fmt, "first": first, "second": second, "n": len(ids), **test})
@@ -149,19 +152,44 @@ def evaluated_in(arms: Sequence[Arm], task: str, model: str) -> list[Arm]:
     for arm in arms:
         if subprocess.run(["git", "cat-file", "-e", f"{arm.commit}:{path}"], capture_output=True).returncode == 0:
             chosen[arm.value] = arm
-    if not chosen:
-        raise UserError(f"no experiment of the study evaluated {task}-{model}; run it (make study-real STUDY_TASKS={task}) or leave the task out (--tasks)")
     return list(chosen.values())
 
 
-def study(arms: Sequence[Arm], tasks: Sequence[str], models: Sequence[str], param: str) -> dict[str, Any]:
-    cells = {(task, model): evaluated_in(arms, task, model) for model in models for task in tasks}
-    used = {arm.name for chosen in cells.values() for arm in chosen}
+def records(arms: Sequence[Arm], tasks: Sequence[str], models: Sequence[str]) -> list[dict[str, Any]]:
+    """One record per arm × cell the arms evaluated: its row of the table and the fine-tuned model's closed-book
+    outcome on every question. A record is all the study needs: kept in git beside the study, it outlives the
+    experiment (refs/exps and the DVC cache are local to the machine that ran it)."""
+    found = []
+    for model in models:
+        for task in tasks:
+            for arm in evaluated_in(arms, task, model):
+                predictions = predictions_at(arm.commit, task, model)
+                outcomes = {fmt: closed_book(predictions, fmt) for fmt in FORMATS}
+                found.append({**arm_row(arm, task, model), "commit": arm.commit, "outcomes": outcomes})
+    return found
+
+
+def record_name(record: Mapping[str, Any]) -> str:
+    return f"{record['task']}-{record['model']}-{record['arm']}.json"
+
+
+def study(kept: Sequence[Mapping[str, Any]], tasks: Sequence[str], models: Sequence[str], param: str) -> dict[str, Any]:
+    """The study of the records (one per arm × cell; a later record of the same arm and cell replaces an earlier)."""
+    by_cell: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+    for record in kept:
+        by_cell.setdefault((record["task"], record["model"]), {})[record["arm"]] = record
+    cells = {}
+    for model in models:
+        for task in tasks:
+            if (task, model) not in by_cell:
+                raise UserError(f"no experiment of the study evaluated {task}-{model}; run it (make study-real STUDY_TASKS={task}) or leave the task out (--tasks)")
+            cells[task, model] = list(by_cell[task, model].values())
+    chosen = [record for cell in cells.values() for record in cell]
     return {
         "param": param,
-        "arms": [{"value": arm.value, "experiment": arm.name, "commit": arm.commit} for arm in arms if arm.name in used],
-        "rows": [arm_row(arm, task, model) for (task, model), chosen in cells.items() for arm in chosen],
-        "pairwise": [row for (task, model), chosen in cells.items() for row in pairwise(chosen, task, model)],
+        "arms": [{"value": record["arm"], "task": record["task"], "model": record["model"], "experiment": record["experiment"], "commit": record["commit"]} for record in chosen],
+        "rows": [{key: value for key, value in record.items() if key not in ("outcomes", "commit")} for record in chosen],
+        "pairwise": [row for (task, model), cell in cells.items() for row in pairwise(cell, task, model)],
     }
 
 

@@ -206,3 +206,10 @@ def test_a_recipe_study_is_experiments_compared_on_the_same_questions(project: t
     assert len(result["pairwise"]) == len(tasks) * len(models) * 2  # one pair per cell and format
     assert all(pair["n"] == 40 or pair["task"] != "products" for pair in result["pairwise"])
     assert (root / "metrics/studies/recipes.png").stat().st_size > 0 and "| paraphrase |" in study.stdout
+
+    # The records outlive the experiments: with one experiment gone, the study is the same.
+    assert len(list((root / "metrics/studies/recipes-arms").glob("*.json"))) == len(tasks) * len(models) * 2
+    run(["dvc", "exp", "remove", "study-docs"], root, env)
+    run([sys.executable, str(REPO / "scripts/study.py"), "--prefix", "study-", "--param", "train.recipe",
+         "--out", "metrics/studies/recipes"], root, env)  # fmt: skip
+    assert json.loads((root / "metrics/studies/recipes.json").read_text()) == result
