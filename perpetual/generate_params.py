@@ -5,9 +5,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from perpetual.strict import Strict
+
+
+class TeacherBatchParams(Strict):
+    """Every request of a run goes in one JSONL file, each line's `custom_id` its cache key; a batch killed while polling
+    is resumed by the next run: [teachers.md](teachers.md#batch-the-openai-batch-api-and-vllm-run-batch)."""
+
+    poll_interval_s: float = Field(
+        gt=0, description="seconds between two looks at a submitted batch (`batch`) or at the command's output (`vllm-run-batch`)"
+    )
+    price_per_1k_input_usd: float = Field(
+        ge=0,
+        description="USD per 1,000 input tokens of a batch request: the cost estimate and `max_cost_usd` use it instead of the synchronous price",
+    )
+    price_per_1k_output_usd: float = Field(ge=0, description="USD per 1,000 output tokens of a batch request")
+    command: list[str] = Field(
+        min_length=1,
+        description="`vllm-run-batch`: the command, to which `-i <requests> -o <results> --model <model>` is appended; add vLLM's own "
+        "flags here (e.g. `[vllm, run-batch, --max-model-len, '8192']`)",
+    )
 
 
 class TeacherParams(Strict):
@@ -38,6 +57,18 @@ class TeacherParams(Strict):
     price_per_1k_output_usd: float = Field(ge=0, description="USD per 1,000 output tokens, for the same estimate")
     prompts_dir: str = Field(description="holds `flashcards.md` and `mcq.md` (a stage dependency: editing one re-runs generation)")
     cache_dir: str = Field(description="the response cache, one folder per task; a DVC output, so `dvc push` shares it")
+    transport: Literal["sync", "batch", "vllm-run-batch"] = Field(
+        description="openai only: `sync`, one request per chunk and kind, `concurrency` in flight; `batch`, all of them through the "
+        "endpoint's Batch API (files and batches, polled; resumed after a kill; billed at `batch`'s prices); `vllm-run-batch`, all of "
+        "them through a local `vllm run-batch` command on a GPU node. The replies land in the same cache whichever is used"
+    )
+    batch: TeacherBatchParams = Field(description="the batch transports' settings (`transport: batch` or `vllm-run-batch`)")
+
+    @model_validator(mode="after")
+    def batch_needs_an_endpoint_backend(self) -> TeacherParams:
+        if self.transport != "sync" and self.backend != "openai":
+            raise ValueError(f"transport {self.transport} needs backend: openai (the {self.backend} teacher sends no requests)")
+        return self
 
 
 class GenerateParams(Strict):

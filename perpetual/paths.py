@@ -95,3 +95,14 @@ def recipe_rows(task: str, model: str) -> Path:
 def self_study_cache(task: str, model: str) -> Path:
     """The local teacher's generations for the cell (a persistent DVC out: a rerun generates nothing twice)."""
     return DATA / "cache" / "self-study" / f"{task}-{model}"
+
+
+def teacher_batch(cache_dir: str | Path) -> Path:
+    """A batch transport's work folder, inside the teacher's response cache of one task (generate.teacher.cache_dir/<task>):
+    the requests and results files, and the state file. Removed once every reply is in the cache."""
+    return Path(cache_dir) / "batch"
+
+
+def teacher_batch_state(cache_dir: str | Path) -> Path:
+    """The submitted batch (its id, input file and request ids), written at submit: a run killed while polling resumes it."""
+    return teacher_batch(cache_dir) / "state.json"

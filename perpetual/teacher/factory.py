@@ -13,6 +13,10 @@ def make_teacher(params: TeacherParams, seed: int, near_duplicate_threshold: flo
         from perpetual.teacher.offline import OfflineTeacher
 
         return OfflineTeacher(seed=seed, near_duplicate_threshold=near_duplicate_threshold)
+    if params.transport != "sync":
+        from perpetual.teacher.batch import BatchTeacher
+
+        return BatchTeacher.from_params(params)
     from perpetual.teacher.openai_backend import OpenAITeacher
 
     return OpenAITeacher.from_params(params)

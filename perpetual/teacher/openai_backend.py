@@ -82,6 +82,17 @@ class OpenAITransport:
     def _secret(self) -> str:
         return str(self._client.api_key or "")
 
+    def request_body(self, kind: ItemKind, messages: Messages) -> dict[str, Any]:
+        """The body `send` posts, as JSON: a line of the batch transports' requests file (perpetual/teacher/batch.py).
+        Keep the two in step; tests/test_teacher_batch.py checks that both send the same."""
+        return {
+            "model": self.params.model,
+            "messages": [dict(message) for message in messages],
+            "response_format": self._response_format(kind),
+            "temperature": self.params.temperature,
+            "seed": self.params.seed,
+        }
+
 
 def _attempts(request: Any) -> int:
     # The client numbers each attempt in this header; the request an error carries is the last one it sent.

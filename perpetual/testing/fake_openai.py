@@ -74,7 +74,7 @@ class FakeOpenAI:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._httpd = _Server((host, port), _Handler)
+        self._httpd = _Server((host, port), self.handler())
         self._httpd.fake = self
         # A short poll interval makes stop() quick (serve_forever checks for shutdown only this often).
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), name="fake-openai", daemon=True)
@@ -94,6 +94,10 @@ class FakeOpenAI:
         self._closing.set()  # wakes handlers sleeping in latency or hang faults
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """The request handler class; a server with more routes (perpetual/testing/fake_batch.py) returns its own."""
+        return _Handler
 
     @property
     def base_url(self) -> str:
