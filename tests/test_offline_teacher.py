@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -24,15 +25,30 @@ from perpetual.teacher.distractors import DistractorPool, cued, stems
 from perpetual.teacher.distractors import form as distractor_form
 from perpetual.teacher.offline import OfflineTeacher
 from perpetual.teacher.quality import (
+    NearDuplicateIndex,
     QualityReport,
+    bigram_similarity,
     clean_flashcards,
     clean_mcqs,
+    folded_case,
     mcq_set_metrics,
     mentions,
     normalise,
     strip_letter_prefix,
 )
-from perpetual.teacher.statements import FACT_KINDS, Statement, extract_statements
+from perpetual.teacher.statements import (
+    CONTEXT_CHARS,
+    FACT_KINDS,
+    Statement,
+    extract_statements,
+    fact_statement,
+    left_word,
+    pool_key,
+    source_name,
+    spans,
+    subject,
+    tail,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = load_params(REPO / "params.yaml")
@@ -283,7 +299,7 @@ def test_distractors_come_from_the_answers_language() -> None:
     chunks = [_chunk(f"en{i}", text) for i, text in enumerate(english)] + [_chunk(f"es{i}", text) for i, text in enumerate(spanish)]
     result = OfflineTeacher(seed=0, near_duplicate_threshold=SETTINGS.near_duplicate_threshold).generate(chunks, flashcards_per_chunk=0, mcqs_per_chunk=2)
     assert result.mcqs
-    for draft in result.mcqs:
+    for draft in map(McqDraft.complete, result.mcqs):
         assert draft.kind == "quoted"
         own = "en" if draft.chunk_id.startswith("en") else "es"
         others = english if own == "es" else spanish
@@ -377,3 +393,156 @@ def test_an_answer_found_by_matching_words_is_not_asked() -> None:
     pool = DistractorPool([code])
     options = pool.choose(code, _statement(code, "CANDLE_THICKNESS_MM"), shown, random.Random(0))
     assert options is not None and options[0] == "CANDLE_HOURS_MAX"  # the one distractor that echoes too comes first
+
+
+# ---------------------------------------------------------------- only the MCQs kept get distractors, the same ones
+@pytest.mark.parametrize("task", TASKS)
+def test_distractors_are_made_for_the_mcqs_kept_only_and_the_same_as_making_all_first(corpora: dict, task: str) -> None:
+    """The old path made every draft's distractors, then dropped those over the cap: the same MCQs, reports and stats."""
+    drafts, cards = corpora[task]["result"].mcqs, corpora[task]["flashcards"]
+    assert drafts and all(draft.make_distractors is not None for draft in drafts)
+    for cap in (SETTINGS.max_mcqs_per_task, 40, None):
+        made: list[str] = []
+        lazy_report, eager_report = QualityReport(), QualityReport()
+        lazy = clean_mcqs([_counted(draft, made) for draft in drafts], cards, SETTINGS.near_duplicate_threshold, SEED, lazy_report, cap)
+        eager = clean_mcqs([draft.complete() for draft in drafts], cards, SETTINGS.near_duplicate_threshold, SEED, eager_report, cap)
+        assert lazy == eager and lazy_report == eager_report
+        assert len(made) == len(lazy), "distractors made for MCQs that were not kept"
+        if cap is not None and len(drafts) > cap:
+            assert lazy_report.dropped["mcq_over_task_cap"] > 0
+
+
+def _counted(draft: McqDraft, made: list[str]) -> McqDraft:
+    """The draft, noting in `made` when its distractors are made."""
+    make = draft.make_distractors
+    assert make is not None
+
+    def make_counted() -> tuple[str, ...]:
+        made.append(draft.question)
+        return make()
+
+    return dataclasses.replace(draft, make_distractors=make_counted)
+
+
+class _ReferencePool:
+    """DistractorPool before it cached its spans' features and ranked only the best forms: every span of the task
+    ranked in full for every question, `mentions` always a regex."""
+
+    def __init__(self, chunks: list) -> None:
+        self.by_chunk: dict[tuple[str, str], list[str]] = {}
+        self.document: dict[str, list[str]] = defaultdict(list)
+        self.slots: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for chunk in chunks:
+            self.document[chunk["source"].split("#", 1)[0]].append(chunk["chunk_id"])
+            for kind in FACT_KINDS:
+                found = spans(chunk, kind)
+                self.by_chunk[chunk["chunk_id"], kind] = [span for span, _ in found]
+                for span, slot in found:
+                    self.slots[pool_key(chunk, kind)][span].add(slot)
+
+    def choose(self, chunk: dict, statement: Statement, shown: str, rng: random.Random, count: int = 3) -> list[str] | None:
+        kind, answer = statement.kind, statement.answer
+        slots = self.slots[pool_key(chunk, kind)]
+        siblings = self.document[chunk["source"].split("#", 1)[0]]
+        at = siblings.index(chunk["chunk_id"])
+        near = siblings[max(0, at - 2) : at] + siblings[at + 1 : at + 3]
+        rest = [chunk_id for chunk_id in siblings if chunk_id != chunk["chunk_id"] and chunk_id not in near]
+        nearness: dict[str, int] = {}
+        for level, chunk_ids in enumerate(([chunk["chunk_id"]], near, rest)):
+            for chunk_id in chunk_ids:
+                for option in self.by_chunk[chunk_id, kind]:
+                    nearness.setdefault(option, level)
+        distinct: dict[str, str] = {}
+        for option in sorted(slots):
+            if option.casefold() != answer.casefold() and not _regex_mentions(shown, option):
+                distinct.setdefault(option.casefold(), option)
+        if len(distinct) < count:
+            return None
+        candidates = list(distinct.values())
+        rng.shuffle(candidates)
+        target = distractor_form(answer, kind)
+        slot = left_word(statement.text[: statement.span_start])
+        cues = stems(shown)
+        echo = bool(stems(answer) & cues)
+
+        def rank(option: str) -> tuple[int, ...]:
+            shape = distractor_form(option, kind)
+            coarse = sum(a != b for a, b in zip(shape.coarse, target.coarse, strict=True))
+            fine = sum(abs(a - b) for a, b in zip(shape.fine, target.fine, strict=True))
+            echoes = bool(stems(option) & cues) != echo
+            return coarse, echoes, slot not in slots[option], fine, nearness.get(option, 3), abs(len(option) - len(answer))
+
+        candidates.sort(key=rank)
+        return candidates[:count]
+
+
+@functools.cache
+def _answer_pattern(answer: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w){re.escape(answer)}(?!\w)", re.IGNORECASE)
+
+
+def _regex_mentions(text: str, answer: str) -> bool:
+    answer = answer.strip()
+    return bool(answer) and _answer_pattern(answer).search(text) is not None
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_distractor_pool_chooses_as_ranking_every_span_did(corpora: dict, task: str) -> None:
+    """choose, usable and cued against the reference, for every fact statement of the task, asked or not."""
+    chunks = corpora[task]["chunks"]
+    pool, reference = DistractorPool(chunks), _ReferencePool(chunks)
+    asked = echoing = without = 0
+    for chunk in chunks:
+        for found in extract_statements(chunk):
+            statement = fact_statement(chunk, found)
+            if statement is None:
+                continue
+            shown = statement.text[: statement.span_start].rstrip()
+            cloze_prefix = tail(chunk["text"][: statement.start + statement.span_start], CONTEXT_CHARS)
+            passage = f'In {source_name(chunk)} ({subject(chunk)}), what completes "{shown} ___"? {cloze_prefix}'
+            expected = reference.choose(chunk, statement, passage, random.Random(statement.text))
+            assert pool.choose(chunk, statement, passage, random.Random(statement.text)) == expected
+            assert pool.usable(chunk, statement, passage) == (expected is not None)
+            asked += 1
+            if expected is None:
+                without += 1
+                continue
+            assert pool.cued(chunk, statement, passage) == cued(statement.answer, expected, passage), (passage, expected)
+            echoing += pool.cued(chunk, statement, passage)
+    assert asked > 100 and echoing > 0, (asked, echoing, without)
+
+
+def test_mentions_needs_no_regex_for_an_ascii_answer_missing_from_the_folded_text() -> None:
+    """Every character re.IGNORECASE matches to an ASCII character folds to it: the shortcut never misses a match."""
+    ascii_char = re.compile(r"[\x00-\x7f]", re.IGNORECASE)
+    for code in range(0x80, 0x110000):
+        char = chr(code)
+        if ascii_char.fullmatch(char):
+            matched = [c for c in map(chr, range(0x80)) if re.fullmatch(re.escape(c), char, re.IGNORECASE)]
+            assert folded_case(char) in {c.lower() for c in matched}, (hex(code), matched)
+    for text, answer in [("\u212aelvin scale", "kelvin"), ("\u0130stanbul", "istanbul"), ("ı", "I"), ("Cla\u017f\u017f", "class"),
+                         ("Straße", "STRASSE"), ("the KILN", "kiln"), ("kiln_max", "kiln"), ("ÅNGSTRÖM", "ångström")]:  # fmt: skip
+        assert mentions(text, answer) == _regex_mentions(text, answer), (text, answer)
+
+
+@pytest.mark.parametrize("threshold", [0.9, 0.5, 0.75, 1.0, 0.05])
+def test_near_duplicate_index_finds_what_comparing_every_item_finds(threshold: float) -> None:
+    """Looking through the rarest shingles only misses nothing: the same answers as comparing with every item."""
+    rng = random.Random(threshold)
+    words = "kiln glaze cone clay fire vent shelf ware bisque slip".split()
+    template = "In kiln.py (class Kiln), what completes"
+    index, added = NearDuplicateIndex(threshold), []
+    hits = 0
+    for _ in range(400):
+        text = f"{template} {' '.join(rng.choices(words, k=rng.randint(0, 12)))}"
+        if added and rng.random() < 0.3:  # a near copy of an earlier one
+            base = rng.choice(added).split()
+            base[rng.randrange(len(base))] = rng.choice(words)
+            text = " ".join(base[: rng.randint(len(base) - 2, len(base))])
+        expected = any(bigram_similarity(text, other) >= threshold for other in added)
+        assert index.find(text) == expected, text
+        hits += expected
+        if rng.random() < 0.7:
+            index.add(text)
+            added.append(text)
+    assert 0 < hits

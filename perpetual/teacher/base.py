@@ -6,8 +6,8 @@ checks leakage for every backend alike, so the rules cannot drift between backen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from perpetual.records import Chunk
@@ -30,6 +30,16 @@ class McqDraft:
     correct_index: int
     cloze_prefix: str = ""  # empty: the cloze format renders "Question: ...\nAnswer:" instead
     kind: str = "text"
+    # Distractors not made yet (the offline teacher's): `options` holds the correct option alone, and the quality
+    # rules call this only for the MCQs they keep, most of a large task's being over generate.max_mcqs_per_task.
+    # Whatever it returns must pass the option rules (four distinct options in all, none empty or letter-prefixed).
+    make_distractors: Callable[[], tuple[str, ...]] | None = field(default=None, compare=False, repr=False)
+
+    def complete(self) -> McqDraft:
+        """The draft with its distractors made."""
+        if self.make_distractors is None:
+            return self
+        return replace(self, options=(*self.options, *self.make_distractors()), make_distractors=None)
 
 
 @dataclass

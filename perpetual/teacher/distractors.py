@@ -19,14 +19,15 @@ teacher does not ask it (`cued`). Nothing the question or the passage shows whol
 
 from __future__ import annotations
 
+import heapq
 import random
 import re
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from perpetual.records import Chunk
-from perpetual.teacher.quality import mentions
+from perpetual.teacher.quality import folded_case, mentions
 from perpetual.teacher.statements import FACT_KINDS, Statement, left_word, pool_key, spans
 
 _PIECE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # words, and the parts of snake_case and CamelCase names
@@ -68,6 +69,31 @@ def _case_style(text: str) -> str:
     return "capitalised" if letters[0].isupper() else "mixed"
 
 
+def _coarse_distance(target: Form) -> Callable[[_Option], int]:
+    """How many of an option's coarse form features differ from the answer's (0: it does not stand out)."""
+    distances: dict[tuple[object, ...], int] = {}
+
+    def distance(option: _Option) -> int:
+        coarse = option.form.coarse
+        if coarse not in distances:
+            distances[coarse] = sum(a != b for a, b in zip(coarse, target.coarse, strict=True))
+        return distances[coarse]
+
+    return distance
+
+
+@dataclass(frozen=True)
+class _Option:
+    """A candidate with what ranking asks of it, worked out once per task rather than once per question."""
+
+    text: str
+    folded: str  # casefold(): one option per spelling
+    lowered: str | None  # in lower case when ASCII: `mentions` needs no regex where this is no substring (folded_case)
+    form: Form
+    stems: frozenset[str]
+    slots: frozenset[str]
+
+
 class DistractorPool:
     """The candidate spans of one task's chunks, by chunk, document and (kind, language), with their slots."""
 
@@ -83,40 +109,104 @@ class DistractorPool:
                 task_slots = self._slots[pool_key(chunk, kind)]
                 for span, slot in found:
                     task_slots[span].add(slot)
+        self._options: dict[tuple[str, str], list[_Option]] = {}
+        self._nearness: dict[tuple[str, str, str], dict[str, int]] = {}
 
     def choose(self, chunk: Chunk, statement: Statement, shown: str, rng: random.Random, count: int = 3) -> list[str] | None:
         """`count` distractors for the statement's answer (asked about `chunk`), none of which `shown` mentions;
         None when the task has fewer than `count` usable ones."""
         kind, answer = statement.kind, statement.answer
-        slots = self._slots[pool_key(chunk, kind)]
-        nearness: dict[str, int] = {}
-        for level, chunk_ids in enumerate(self._rings(chunk)):
-            for chunk_id in chunk_ids:
-                for option in self._by_chunk[chunk_id, kind]:
-                    nearness.setdefault(option, level)
-        distinct: dict[str, str] = {}
-        for option in sorted(slots):
-            if option.casefold() != answer.casefold() and not mentions(shown, option):
-                distinct.setdefault(option.casefold(), option)
-        if len(distinct) < count:
+        candidates = self._candidates(chunk, kind, answer, shown)
+        if len(candidates) < count:
             return None
-        candidates = list(distinct.values())
         rng.shuffle(candidates)  # ties broken by the seed, not by the alphabet
         target = form(answer, kind)
         slot = left_word(statement.text[: statement.span_start])
+        nearness = self._nearness_of(chunk, kind)
 
         cues = stems(shown)
         echo = bool(stems(answer) & cues)
+        coarse = _coarse_distance(target)
 
-        def rank(option: str) -> tuple[int, int, int, int, int, int]:
-            shape = form(option, kind)
-            coarse = sum(a != b for a, b in zip(shape.coarse, target.coarse, strict=True))
-            fine = sum(abs(a - b) for a, b in zip(shape.fine, target.fine, strict=True))
-            echoes = bool(stems(option) & cues) != echo
-            return coarse, echoes, slot not in slots[option], fine, nearness.get(option, 3), abs(len(option) - len(answer))
+        def rank(option: _Option) -> tuple[int, int, int, int, int, int]:
+            fine = sum(abs(a - b) for a, b in zip(option.form.fine, target.fine, strict=True))
+            echoes = bool(option.stems & cues) != echo
+            return coarse(option), echoes, slot not in option.slots, fine, nearness.get(option.text, 3), abs(len(option.text) - len(answer))
 
-        candidates.sort(key=rank)
-        return candidates[:count]
+        # The first `count` in rank order all match the form as well as the `count`-th best match does: only those
+        # candidates are ranked in full, in their shuffled order (sorted() is stable, and so is nsmallest).
+        distances = [coarse(option) for option in candidates]
+        worst = sorted(distances)[count - 1]
+        best = [option for option, distance in zip(candidates, distances) if distance <= worst]
+        return [option.text for option in heapq.nsmallest(count, best, key=rank)]
+
+    def usable(self, chunk: Chunk, statement: Statement, shown: str, count: int = 3) -> bool:
+        """Whether `choose` finds `count` distractors, without ranking them."""
+        return len(self._candidates(chunk, statement.kind, statement.answer, shown, stop_at=count)) >= count
+
+    def cued(self, chunk: Chunk, statement: Statement, shown: str, count: int = 3) -> bool:
+        """`cued(answer, choose(...), shown)` for a statement `usable` takes, without choosing: whether the first
+        `count` candidates in rank order (form, then echo) include one that does not echo `shown` when the answer does."""
+        cues = stems(shown)
+        if not stems(statement.answer) & cues:
+            return False
+        coarse = _coarse_distance(form(statement.answer, statement.kind))
+        echoing: Counter[int] = Counter()
+        silent: Counter[int] = Counter()
+        for option in self._candidates(chunk, statement.kind, statement.answer, shown):
+            (echoing if option.stems & cues else silent)[coarse(option)] += 1
+        room = count  # places left among the first `count`; at each distance the echoing options rank first
+        for distance in sorted(echoing.keys() | silent.keys()):
+            if echoing[distance] >= room:
+                return False
+            room -= echoing[distance]
+            if silent[distance]:
+                return True
+        return False  # fewer than `count` candidates: `choose` finds none
+
+    def _candidates(self, chunk: Chunk, kind: str, answer: str, shown: str, stop_at: int | None = None) -> list[_Option]:
+        """The task's spans of the answer's kind and language but the answer's own, one per spelling (ignoring
+        case), none that `shown` mentions, in alphabetical order; the first `stop_at` only, if given."""
+        folded_shown = folded_case(shown)
+        folded_answer = answer.casefold()
+        distinct: dict[str, _Option] = {}
+        for option in self._pool(pool_key(chunk, kind)):
+            if option.folded == folded_answer or option.folded in distinct:
+                continue
+            if (option.lowered is None or option.lowered in folded_shown) and mentions(shown, option.text):
+                continue
+            distinct[option.folded] = option
+            if len(distinct) == stop_at:
+                break
+        return list(distinct.values())
+
+    def _pool(self, key: tuple[str, str]) -> list[_Option]:
+        if key not in self._options:
+            slots = self._slots.get(key, {})
+            self._options[key] = [
+                _Option(
+                    text,
+                    text.casefold(),
+                    text.strip().lower() if text.isascii() else None,
+                    form(text, key[0]),
+                    frozenset(stems(text)),
+                    frozenset(slots[text]),
+                )
+                for text in sorted(slots)
+            ]
+        return self._options[key]
+
+    def _nearness_of(self, chunk: Chunk, kind: str) -> dict[str, int]:
+        """Each span's ring around the chunk (0: the chunk itself, 1: its neighbours, 2: the rest of its document)."""
+        key = (_document(chunk), chunk["chunk_id"], kind)
+        if key not in self._nearness:
+            nearness: dict[str, int] = {}
+            for level, chunk_ids in enumerate(self._rings(chunk)):
+                for chunk_id in chunk_ids:
+                    for option in self._by_chunk[chunk_id, kind]:
+                        nearness.setdefault(option, level)
+            self._nearness[key] = nearness
+        return self._nearness[key]
 
     def _rings(self, chunk: Chunk) -> tuple[list[str], list[str], list[str]]:
         """The chunk itself, its neighbours in its document, the rest of its document."""

@@ -4,7 +4,9 @@ Each statement (a prose sentence or a line of code) is cut before its last salie
 a quoted string, a capitalised name, else a final word). Some statements of each chunk become open flashcards for
 training; the others become MCQs, which ask facts only (a statement ending in a plain word is cut before its last
 fact, or not asked), with distractors of the same kind and form from the same chunk and its neighbours first
-(perpetual/teacher/distractors.py). A statement is never both, so no MCQ repeats a flashcard.
+(perpetual/teacher/distractors.py). A statement is never both, so no MCQ repeats a flashcard. Distractors are
+chosen only for the MCQs the quality rules keep (`McqDraft.make_distractors`): a large task's are mostly over
+generate.max_mcqs_per_task, and the MCQs kept are the same as making every one's first.
 
 Questions test knowledge, not surface cues: no span the question or the passage before the blank already shows
 (another span of the statement is taken, or none), no boilerplate answer (Python keywords and builtins, function
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 
 from perpetual.records import Chunk, content_id
 from perpetual.teacher.base import FlashcardDraft, GenerationResult, McqDraft
-from perpetual.teacher.distractors import DistractorPool, cued
+from perpetual.teacher.distractors import DistractorPool
 from perpetual.teacher.quality import NearDuplicateIndex, normalise
 from perpetual.teacher.statements import CONTEXT_CHARS, Statement, extract_statements, fact_statement, source_name, subject, tail
 
@@ -79,23 +81,33 @@ class OfflineTeacher:
         return FlashcardDraft(chunk_id=chunk["chunk_id"], question=question, answer=statement.text)
 
     def _mcq(self, chunk: Chunk, statement: Statement, pool: DistractorPool) -> McqDraft | str:
-        """The statement's MCQ, or the name of the count that says why it has none."""
+        """The statement's MCQ, or the name of the count that says why it has none.
+
+        Its distractors are made only if the quality rules keep it (`McqDraft.complete`): a large task's MCQs are
+        mostly over generate.max_mcqs_per_task, and ranking the task's spans for each was most of the teacher's time.
+        """
         answer = statement.answer
         before = chunk["text"][: statement.start + statement.span_start]
         cloze_prefix = tail(before, CONTEXT_CHARS)
         shown = statement.text[: statement.span_start].rstrip()
         question = f"In {source_name(chunk)} ({subject(chunk)}), what completes \"{shown} ___\"?"
-        rng = self._rng(chunk["chunk_id"], statement.text)
-        distractors = pool.choose(chunk, statement, f"{question} {cloze_prefix}", rng)
-        if distractors is None:
+        passage = f"{question} {cloze_prefix}"
+        if not pool.usable(chunk, statement, passage):
             return "statements_without_distractors"
-        if cued(answer, distractors, f"{question} {cloze_prefix}"):
+        if pool.cued(chunk, statement, passage):
             return "answers_echoing_the_question"
+
+        def make_distractors() -> tuple[str, ...]:
+            distractors = pool.choose(chunk, statement, passage, self._rng(chunk["chunk_id"], statement.text))
+            assert distractors is not None, "usable() found enough"
+            return tuple(distractors)
+
         return McqDraft(
             chunk_id=chunk["chunk_id"],
             question=question,
-            options=(answer, *distractors),
+            options=(answer,),
             correct_index=0,
             cloze_prefix=cloze_prefix,
             kind=statement.kind,
+            make_distractors=make_distractors,
         )

@@ -8,6 +8,7 @@ already shows. Every drop is counted by rule.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter, defaultdict
@@ -24,7 +25,20 @@ _WORD = re.compile(r"[a-z0-9]+")
 def mentions(text: str, answer: str) -> bool:
     """Whether `answer` occurs in `text` as a whole token (case-insensitive): a reader could copy it from there."""
     answer = answer.strip()
-    return bool(answer) and re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", text, re.IGNORECASE) is not None
+    if not answer or answer.isascii() and answer.lower() not in folded_case(text):
+        return False  # known without a regex: re caches 512 patterns, and a task's thousands of spans each cost a compile
+    return re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+# The characters outside ASCII that re.IGNORECASE matches to an ASCII letter: dotted and dotless i, long s, the Kelvin
+# sign. str.lower() sends every other character outside ASCII to characters outside ASCII.
+_TO_ASCII_LETTER = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def folded_case(text: str) -> str:
+    """`text` in lower case, the characters above made their ASCII letter: an ASCII answer that `mentions` finds in
+    `text` is, in lower case, a substring of this."""
+    return (text if text.isascii() else text.translate(_TO_ASCII_LETTER)).lower()
 
 
 def strip_letter_prefix(option: str) -> str:
@@ -56,13 +70,23 @@ class NearDuplicateIndex:
 
     def find(self, text: str) -> bool:
         shingles = _shingles(text)
-        counts: Counter[int] = Counter()
-        for shingle in shingles:
-            counts.update(self._postings.get(shingle, ()))
-        for index, shared in counts.items():
-            union = len(shingles) + len(self._items[index]) - shared
-            if union and shared / union >= self.threshold:
-                return True
+        # An item that shares s of the text's n shingles is at most s/n similar: one at the threshold t shares at
+        # least t*n of them (one fewer is counted on, for rounding), so it is in the postings of any n - t*n + 1 of
+        # them. Only the rarest are looked through: every question of a template shares the template's shingles, and
+        # counting those made a task's n questions cost n^2.
+        must_share = max(math.floor(self.threshold * len(shingles)) - 1, 0)
+        rarest = sorted(shingles, key=lambda shingle: len(self._postings.get(shingle, ())))[: len(shingles) - must_share + 1]
+        seen: set[int] = set()
+        for shingle in rarest:
+            for index in self._postings.get(shingle, ()):
+                if index in seen:
+                    continue
+                seen.add(index)
+                item = self._items[index]
+                shared = len(shingles & item)
+                union = len(shingles) + len(item) - shared
+                if union and shared / union >= self.threshold:
+                    return True
         return False
 
     def add(self, text: str) -> None:
@@ -129,9 +153,12 @@ def clean_mcqs(
     mcq_index = NearDuplicateIndex(threshold)
     accepted: list[tuple[McqDraft, list[str]]] = []
     for draft in drafts:
-        options = _valid_options(draft, report)
-        if options is None:
-            continue
+        if draft.make_distractors is None:
+            options = _valid_options(draft, report)
+            if options is None:
+                continue
+        else:  # the correct option alone: the rules up to the cap ask nothing else, so only the MCQs kept get distractors
+            options = [strip_letter_prefix(option) for option in draft.options]
         question = draft.question.strip()
         if not question:
             report.dropped["mcq_empty_question"] += 1
@@ -157,7 +184,22 @@ def clean_mcqs(
         report.dropped["mcq_over_task_cap"] += len(accepted) - max_mcqs
         keep = sorted(random.Random(content_id(str(seed), "cap")).sample(range(len(accepted)), max_mcqs))
         accepted = [accepted[index] for index in keep]
-    return balance_letters(accepted, seed)
+    return balance_letters(_complete(accepted, report), seed)
+
+
+def _complete(accepted: Sequence[tuple[McqDraft, list[str]]], report: QualityReport) -> list[tuple[McqDraft, list[str]]]:
+    """The accepted MCQs with their distractors made where they were not yet: the same MCQs as making every draft's
+    first, as long as what `make_distractors` returns passes the option rules (the offline teacher's do)."""
+    completed = []
+    for draft, options in accepted:
+        if draft.make_distractors is not None:
+            draft = draft.complete()
+            valid = _valid_options(draft, report)
+            if valid is None:
+                continue
+            options = valid
+        completed.append((draft, options))
+    return completed
 
 
 _STATEMENT_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
