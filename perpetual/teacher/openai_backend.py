@@ -11,10 +11,9 @@ logs or errors (servers may echo it back; messages are masked: perpetual/teacher
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletionMessageParam
 
 from perpetual.config import TeacherParams
 from perpetual.teacher.base import ItemKind
@@ -22,7 +21,7 @@ from perpetual.teacher.cache import KeyField
 from perpetual.teacher.endpoint import api_key_from_environment, endpoint_url, error_reason, fatal_error, make_client
 from perpetual.teacher.items import json_schema
 from perpetual.teacher.prompts import Messages
-from perpetual.teacher.runner import Reply, RequestFailed, TeacherRunner, tokens_from_chars
+from perpetual.teacher.runner import KINDS, Reply, RequestFailed, TeacherRunner, tokens_from_chars
 
 # The setting that needs no key, named in the errors that stop a run.
 WITHOUT_AN_ENDPOINT = "generate.teacher.backend: offline"
@@ -32,6 +31,7 @@ class OpenAITransport:
     def __init__(self, params: TeacherParams, *, api_key: str, base_url: str | None) -> None:
         self.params = params
         self._client = make_client(params, api_key=api_key, base_url=base_url)
+        self._response_formats = {kind: response_format(kind, params.response_format) for kind in KINDS}
 
     def cache_fields(self) -> Mapping[str, KeyField]:
         # Neither the key nor the base URL (which may embed credentials) is part of a cache key.
@@ -48,8 +48,13 @@ class OpenAITransport:
         try:
             raw = self._client.chat.completions.with_raw_response.create(
                 model=self.params.model,
-                messages=cast(list[ChatCompletionMessageParam], messages),  # role/content dicts, as the prompt renders them
-                response_format=self._response_format(kind),
+                # The messages and the response format go in extra_body, which the client sends as they are and which
+                # takes precedence over the typed arguments. Passed typed, create() walks them through its TypedDict
+                # transformer on every request (each message against every message type, the schema's format against
+                # every format): about 0.6 ms of CPU under the GIL per request, which held 32 workers to 0.71 of the
+                # latency bound. Both are plain JSON already, so the transformer would return them unchanged.
+                messages=[],
+                extra_body={"messages": messages, "response_format": self._response_formats[kind]},
                 temperature=self.params.temperature,
                 seed=self.params.seed,
             )
@@ -74,13 +79,15 @@ class OpenAITransport:
             requests=raw.retries_taken + 1,
         )
 
-    def _response_format(self, kind: ItemKind) -> Any:
-        if self.params.response_format == "json_object":
-            return {"type": "json_object"}
-        return {"type": "json_schema", "json_schema": {"name": kind, "strict": True, "schema": json_schema(kind)}}
 
     def _secret(self) -> str:
         return str(self._client.api_key or "")
+
+
+def response_format(kind: ItemKind, mode: str) -> dict[str, Any]:
+    if mode == "json_object":
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": kind, "strict": True, "schema": json_schema(kind)}}
 
 
 def _attempts(request: Any) -> int:
