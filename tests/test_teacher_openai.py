@@ -14,7 +14,7 @@ from perpetual.config import TeacherParams
 from perpetual.errors import UserError
 from perpetual.records import Chunk
 from perpetual.teacher.base import GenerationResult
-from perpetual.teacher.openai_backend import OpenAITeacher
+from perpetual.teacher.openai_backend import OpenAITeacher, _reply
 from perpetual.teacher.runner import Aborted, RateLimit
 from perpetual.testing.fake_openai import FakeOpenAI, Fault
 from perpetual.testing.params import section
@@ -173,6 +173,18 @@ def test_duplicate_and_prefixed_options_are_passed_through(server: FakeOpenAI, t
     assert [option[:3] for option in prefixed.options] == ["A. ", "B. ", "C. ", "D. "]
     assert len(set(duplicated.options)) == 3
     assert duplicated.options[duplicated.correct_index] in duplicated.options
+
+
+def test_a_reply_missing_fields_reads_as_absent_and_never_under_counts_cost() -> None:
+    messages = [{"role": "user", "content": "x" * 300}]
+    bare = _reply({"choices": [{"message": {"content": "{}"}}]}, messages, 1)
+    assert (bare.content, bare.finish_reason, bare.refusal) == ("{}", None, None)
+    assert bare.prompt_tokens == 100 and bare.completion_tokens == 1  # the budget's estimate: 3 characters a token
+    for odd in (None, [], {"choices": []}, {"choices": [None]}, {"choices": [{"message": {"content": None}}], "usage": None}):
+        assert _reply(odd, messages, 2).content == "" and _reply(odd, messages, 2).requests == 2
+    counted = _reply({"choices": [{"message": {"content": "a", "refusal": "no"}, "finish_reason": "stop"}],
+                      "usage": {"prompt_tokens": 7, "completion_tokens": True}}, messages, 1)  # fmt: skip
+    assert (counted.prompt_tokens, counted.completion_tokens, counted.refusal, counted.finish_reason) == (7, 1, "no", "stop")
 
 
 def test_missing_key_is_a_one_line_user_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
