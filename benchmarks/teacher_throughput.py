@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/teacher_throughput.py [--latency 0.1] [--waves 10]
 
 With every reply taking `latency` seconds, `concurrency` workers can at best complete concurrency/latency
-requests per second; the figure reported is the achieved fraction of that bound (target >= 0.85 at 32).
+requests per second; the figure reported is the achieved fraction of that bound (target >= 0.85 at 32), with the
+client process's CPU time per request (user + system), which depends far less than the rate on what else the machine
+is running: the load average is printed with it.
 The fake server runs in its own process so its work does not compete with the client's for the GIL.
 A rerun over the same cache must send no request at all (target 0).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,6 +49,11 @@ def make_chunks(count: int, tag: str) -> list[Chunk]:
         Chunk(chunk_id=f"{tag}-{i}", task="bench", source="bench", language="text", text=f"Run {tag}: fact {i} is Zeta{i}.")
         for i in range(count)
     ]
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run(base_url: str, cache_dir: str, concurrency: int, chunks: list[Chunk]) -> tuple[float, dict[str, float]]:
@@ -87,24 +95,29 @@ def main() -> None:
     server, base_url = start_server(args.latency)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-teacher-", dir=args.cache_parent) as cache_dir:
-            print(f"fake server latency {args.latency * 1000:.0f} ms, {args.waves} requests per worker, {os.cpu_count()} CPUs")
+            load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+            print(f"fake server latency {args.latency * 1000:.0f} ms, {args.waves} requests per worker, {os.cpu_count()} CPUs, load average {load}")
             for concurrency in (1, 8, 32):
                 requests = max(20, concurrency * args.waves)
-                fractions = []
+                fractions, cpu_ms = [], []
                 for repeat in range(args.repeats):  # fresh chunks each time, so every request is a miss
                     chunks = make_chunks(requests // REQUESTS_PER_CHUNK, f"c{concurrency}r{repeat}")
+                    cpu_before = cpu_seconds()
                     seconds, stats = run(base_url, cache_dir, concurrency, chunks)
+                    cpu_ms.append((cpu_seconds() - cpu_before) / stats["requests"] * 1000)
                     fractions.append(stats["requests"] / seconds / (concurrency / args.latency))
                 median = statistics.median(fractions)
                 print(
                     f"concurrency {concurrency:>2}: {median * concurrency / args.latency:.1f} req/s = {median:.2f} of the"
                     f" {concurrency / args.latency:.0f} req/s bound (median of {args.repeats} runs of {requests} requests;"
-                    f" range {min(fractions):.2f}-{max(fractions):.2f})"
+                    f" range {min(fractions):.2f}-{max(fractions):.2f}); client CPU {statistics.median(cpu_ms):.2f} ms a request"
                 )
             seconds, stats = run(base_url, cache_dir, 32, chunks)
             print(f"rerun of the last run: {int(stats['requests'])} requests, {int(stats['cache_hits'])} cache hits, {seconds:.2f} s")
+            cpu_before = cpu_seconds()
             reference = bare_client_fraction(base_url, args.latency, 32, 32 * args.waves)
-            print(f"reference, bare openai client at concurrency 32: {reference:.2f} of the bound")
+            cpu_ms = (cpu_seconds() - cpu_before) / (32 * args.waves + 32) * 1000
+            print(f"reference, bare openai client at concurrency 32: {reference:.2f} of the bound; client CPU {cpu_ms:.2f} ms a request")
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -48,6 +48,12 @@ class TeacherParams(Strict):
     concurrency: int = Field(ge=1, description="requests in flight")
     max_retries: int = Field(ge=0, description="retries on 429, 5xx and timeouts (the openai client's backoff, honouring `Retry-After`)")
     timeout_s: float = Field(gt=0, description="seconds per request")
+    stop_after_invalid_replies: int | None = Field(
+        ge=1,
+        description="stop the run with a one-line error when its first this many replies all fail validation, one at least "
+        "after the error was fed back (a model or server that ignores the schema), instead of paying for every chunk; "
+        "counted in `metrics/generate/<task>.json` as `invalid_before_first_valid`. null: never",
+    )
     requests_per_minute: int | None = Field(ge=1, description="client-side pacing for rate-limited endpoints (null: none)")
     tokens_per_minute: int | None = Field(ge=1, description="the same in tokens (null: none)")
     max_cost_usd: float | None = Field(ge=0, description="stop cleanly before the estimated cost exceeds this (null: no budget)")

@@ -18,10 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-SECRET-stage-987"
 
 
-def make_project(root: Path, base_url: str) -> dict[str, str]:
+def make_project(root: Path, base_url: str, **teacher: object) -> dict[str, str]:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["generate"]["teacher"].update(
-        {"backend": "openai", "base_url": base_url, "model": "fake-model", "max_retries": 2, "timeout_s": 5, "concurrency": 4}
+        {"backend": "openai", "base_url": base_url, "model": "fake-model", "max_retries": 2, "timeout_s": 5, "concurrency": 4, **teacher}
     )
     params["generate"]["max_mcqs_per_task"] = None
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -76,3 +76,30 @@ def test_missing_key_is_one_line(tmp_path: Path) -> None:
         result = generate(tmp_path, env)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "OPENAI_API_KEY" in result.stderr
+
+
+def test_a_server_whose_replies_never_validate_stops_the_stage_within_a_few_dozen_requests(tmp_path: Path) -> None:
+    with FakeOpenAI() as server:
+        env = make_project(tmp_path, server.base_url, max_retries=5)  # unchecked: 12 chunks x 2 kinds x 6 attempts
+        server.inject(Fault("schema_violation", times=None))
+        result = generate(tmp_path, env)
+        requests = server.total_requests
+    limit = yaml.safe_load((REPO / "params.yaml").read_text())["generate"]["teacher"]["stop_after_invalid_replies"]
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: the teacher's first {limit} replies all failed")
+    assert "most often" in result.stderr and "questions." in result.stderr and "response_format: json_schema" in result.stderr
+    assert limit <= requests <= limit + 3  # the concurrency of 4: the limit's reply and the 3 others in flight
+    assert not (tmp_path / "data/generated/code/mcq.jsonl").exists()
+
+
+def test_a_stage_that_wrote_no_items_fails_with_one_line(tmp_path: Path) -> None:
+    with FakeOpenAI() as server:
+        env = make_project(tmp_path, server.base_url, max_cost_usd=0)  # a budget that lets no request through
+        result = generate(tmp_path, env)
+        assert server.total_requests == 0
+    assert result.returncode == 2
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("error: generate@code wrote 0 flashcards and 0 MCQs, nothing to train or evaluate on")
+    assert "24 chunk x kind requests, 24 of them with budget" in error and "metrics/generate/code.json" in error
+    assert "Traceback" not in result.stderr
+    assert json.loads((tmp_path / "metrics/generate/code.json").read_text())["failures"] == 24

@@ -14,7 +14,7 @@ from perpetual.config import TeacherParams
 from perpetual.errors import UserError
 from perpetual.records import Chunk
 from perpetual.teacher.base import GenerationResult
-from perpetual.teacher.openai_backend import OpenAITeacher
+from perpetual.teacher.openai_backend import OpenAITeacher, _reply
 from perpetual.teacher.runner import Aborted, RateLimit
 from perpetual.testing.fake_openai import FakeOpenAI, Fault
 from perpetual.testing.params import section
@@ -120,6 +120,41 @@ def test_persistently_invalid_reply_becomes_a_counted_failure(
     assert max(server.requests_by_prompt.values()) == 3  # the first try plus max_retries
 
 
+@pytest.mark.parametrize("fault", ["malformed", "schema_violation"])
+def test_a_teacher_whose_replies_never_validate_stops_early_with_one_line(server: FakeOpenAI, tmp_path: Path, fault: str) -> None:
+    server.inject(Fault(fault, times=None))  # type: ignore[arg-type]
+    teacher = make_teacher(server, tmp_path, concurrency=4, max_retries=5, stop_after_invalid_replies=10)
+    with pytest.raises(UserError) as error:
+        teacher.generate(make_chunks(40), 4, 2)  # 80 jobs: 480 requests, were each asked six times
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("the teacher's first 10 replies all failed validation")
+    reason = "not valid JSON" if fault == "malformed" else "questions."
+    assert f"of them: {reason}" in message
+    assert "generate.teacher.model" in message and "response_format: json_schema" in message and "stop_after_invalid_replies" in message
+    assert server.total_requests <= 10 + 3  # the tenth, and at most the other workers' requests already in flight
+    assert not list(tmp_path.rglob("*.json"))  # nothing invalid was cached
+
+
+def test_a_model_that_fixes_its_reply_once_told_is_not_stopped(server: FakeOpenAI, tmp_path: Path) -> None:
+    # Every job's first reply is invalid and its re-ask valid: 8 workers see 8 rejections in a row before any valid
+    # reply, more than the limit, but none after feedback.
+    server.inject(Fault("malformed", times=None, first_tries=1))
+    server.latency_s = 0.2  # every worker's first request is out before the first reply is back
+    result = make_teacher(server, tmp_path, concurrency=8, stop_after_invalid_replies=5).generate(make_chunks(10), 4, 2)
+    assert not result.failures and covered(result) == all_jobs(make_chunks(10))
+    assert result.stats["invalid_responses"] == 20 and result.stats["invalid_before_first_valid"] >= 5
+
+
+def test_invalid_replies_after_a_valid_one_never_stop_the_run(server: FakeOpenAI, tmp_path: Path) -> None:
+    make_teacher(server, tmp_path / "probe").generate(make_chunks(1, "p"), 4, 2)  # no rejection in a healthy run
+    server.inject(Fault("malformed", times=None, match="Zorblax1"))
+    server.inject(Fault("malformed", times=None, match="Zorblax2"))
+    teacher = make_teacher(server, tmp_path / "cache", concurrency=1, max_retries=2, stop_after_invalid_replies=3)
+    result = teacher.generate(make_chunks(3), 4, 2)  # c0 first: valid; then 12 rejections in a row
+    assert len(result.failures) == 4 and result.stats["invalid_responses"] == 12
+    assert result.stats["invalid_before_first_valid"] == 0
+
+
 def test_persistent_server_error_becomes_a_failure(server: FakeOpenAI, tmp_path: Path) -> None:
     server.inject(Fault("server_error", times=None, match="Zorblax1", item_kind="flashcards"))
     result = make_teacher(server, tmp_path, max_retries=2).generate(make_chunks(3), 4, 2)
@@ -138,6 +173,18 @@ def test_duplicate_and_prefixed_options_are_passed_through(server: FakeOpenAI, t
     assert [option[:3] for option in prefixed.options] == ["A. ", "B. ", "C. ", "D. "]
     assert len(set(duplicated.options)) == 3
     assert duplicated.options[duplicated.correct_index] in duplicated.options
+
+
+def test_a_reply_missing_fields_reads_as_absent_and_never_under_counts_cost() -> None:
+    messages = [{"role": "user", "content": "x" * 300}]
+    bare = _reply({"choices": [{"message": {"content": "{}"}}]}, messages, 1)
+    assert (bare.content, bare.finish_reason, bare.refusal) == ("{}", None, None)
+    assert bare.prompt_tokens == 100 and bare.completion_tokens == 1  # the budget's estimate: 3 characters a token
+    for odd in (None, [], {"choices": []}, {"choices": [None]}, {"choices": [{"message": {"content": None}}], "usage": None}):
+        assert _reply(odd, messages, 2).content == "" and _reply(odd, messages, 2).requests == 2
+    counted = _reply({"choices": [{"message": {"content": "a", "refusal": "no"}, "finish_reason": "stop"}],
+                      "usage": {"prompt_tokens": 7, "completion_tokens": True}}, messages, 1)  # fmt: skip
+    assert (counted.prompt_tokens, counted.completion_tokens, counted.refusal, counted.finish_reason) == (7, 1, "no", "stop")
 
 
 def test_missing_key_is_a_one_line_user_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

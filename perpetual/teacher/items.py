@@ -60,7 +60,14 @@ def json_schema(kind: ItemKind) -> dict[str, Any]:
 
 
 class InvalidResponse(ValueError):
-    """A reply that breaks the schema; the message is fed back to the model."""
+    """A reply that breaks the schema; the message is fed back to the model.
+
+    `reason` is the kind of fault without the particulars (item positions, parser offsets), so that the rejections of
+    a run can be counted: "not valid JSON", "questions.*.answer: Field required", "the model refused"."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def parse_reply(kind: ItemKind, content: str, count: int) -> list[dict[str, Any]]:
@@ -68,8 +75,16 @@ def parse_reply(kind: ItemKind, content: str, count: int) -> list[dict[str, Any]
     try:
         reply = REPLIES[kind].model_validate_json(content)
     except ValidationError as error:
-        raise InvalidResponse(_describe(error)) from None
+        raise InvalidResponse(_describe(error), _reason(error)) from None
     return [item.model_dump() for item in reply.questions[:count]]
+
+
+def _reason(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    if first["type"] == "json_invalid":
+        return "not valid JSON"
+    where = ".".join("*" if isinstance(part, int) else str(part) for part in first["loc"]) or "the reply"
+    return f"{where}: {first['msg']}"
 
 
 def _describe(error: ValidationError) -> str:

@@ -2,7 +2,8 @@
 
 Everything here is the same for every backend: the response cache (a rerun, or a run resumed after a crash or
 kill -9, pays only for what is missing), concurrency, client-side rate limits, the cost budget, re-asking a reply
-that fails validation with the error fed back, progress, and failure accounting (anything that still fails becomes
+that fails validation with the error fed back, stopping a run whose first replies all fail validation (a teacher that
+cannot answer is not paid for every chunk), progress, and failure accounting (anything that still fails becomes
 a `Failure`; no chunk is dropped silently). A backend is a `Transport`: it sends one chat request and says what came
 back; transport-level retries (rate limits, server errors, timeouts) are its own and are reported in `Reply.retries`.
 """
@@ -26,6 +27,7 @@ from limits.strategies import MovingWindowRateLimiter
 from tqdm import tqdm
 
 from perpetual.config import TeacherParams
+from perpetual.errors import UserError
 from perpetual.records import LETTERS, Chunk
 from perpetual.teacher.base import Failure, FlashcardDraft, GenerationResult, ItemKind, McqDraft
 from perpetual.teacher.cache import CachedResponse, KeyField, ResponseCache, cache_key
@@ -77,6 +79,7 @@ STATS_KEYS = (
     "cost_usd",  # estimated from the token counts and params prices; cache hits cost nothing
     "retries",  # transport retries (429, 5xx, timeouts, connection errors)
     "invalid_responses",  # replies rejected by validation and asked again
+    "invalid_before_first_valid",  # of those, the ones before the run's first valid reply (see _StartCheck)
 )
 
 
@@ -124,6 +127,38 @@ class _Budget:
         with self._lock:
             self._reserved -= estimate
             self._spent += actual
+
+
+class _StartCheck:
+    """Whether the replies so far say the teacher cannot answer at all (a server that ignores response_format, a model
+    that does not follow the schema). When the first `limit` replies of a run all fail validation, one at least after
+    its error was fed back (a model that fixes its reply once told is not stopped), the run stops; one valid reply
+    settles it for the rest of the run."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._reasons: Counter[str] = Counter()
+        self._after_feedback = False
+        self._settled = False  # a valid reply came, or the run was already stopped
+
+    def valid(self) -> None:
+        with self._lock:
+            self._settled = True
+
+    def invalid(self, reason: str, after_feedback: bool) -> tuple[bool, str | None]:
+        """Counts a rejected reply: whether it came before any valid one, and, the one time the run must stop, why."""
+        with self._lock:
+            if self._settled:
+                return False, None
+            self._reasons[reason] += 1
+            self._after_feedback |= after_feedback
+            replies = self._reasons.total()
+            if self._limit is None or replies < self._limit or not self._after_feedback:
+                return True, None
+            self._settled = True
+            most_common, count = self._reasons.most_common(1)[0]
+            return True, f"the teacher's first {replies} replies all failed validation (most often, {count} of them: {most_common})"
 
 
 class Aborted(Exception):
@@ -183,6 +218,7 @@ class TeacherRunner:
         self._abort = threading.Event()
         self._stats = _Stats()
         self._budget = _Budget(params.max_cost_usd)
+        self._start = _StartCheck(params.stop_after_invalid_replies)
         self._completion_tokens_per_item = float(DEFAULT_COMPLETION_TOKENS_PER_ITEM)
         self._completion_size_known = False
         self._estimate_lock = threading.Lock()
@@ -193,6 +229,7 @@ class TeacherRunner:
         self._abort.clear()
         self._stats = _Stats()
         self._budget = _Budget(self.params.max_cost_usd)
+        self._start = _StartCheck(self.params.stop_after_invalid_replies)
         self.cache.remove_stale_temps()
         counts: tuple[tuple[ItemKind, int], ...] = (("flashcards", flashcards_per_chunk), ("mcq", mcqs_per_chunk))
         jobs = [
@@ -304,7 +341,7 @@ class TeacherRunner:
         """Request until a reply passes validation, feeding each rejection back, up to max_retries times."""
         messages = job.messages
         error: InvalidResponse | None = None
-        for _ in range(self.params.max_retries + 1):
+        for attempt in range(self.params.max_retries + 1):
             try:
                 reply = self._request(job, messages)
             except Aborted:
@@ -318,11 +355,29 @@ class TeacherRunner:
             except InvalidResponse as invalid:
                 error = invalid
                 self._stats.add(invalid_responses=1)
+                self._check_start(invalid, after_feedback=attempt > 0)
                 echoed = {"role": "assistant", "content": reply.content[:MAX_ECHOED_CHARS]}
                 messages = [*job.messages, echoed, {"role": "user", "content": feedback_message(invalid)}]
                 continue
+            self._start.valid()
             return _Outcome(job, items, None, CachedResponse(reply.content, reply.prompt_tokens, reply.completion_tokens))
         return _Outcome(job, None, f"invalid response after {self.params.max_retries + 1} attempt(s): {error}")
+
+    def _check_start(self, invalid: InvalidResponse, after_feedback: bool) -> None:
+        """Count a rejected reply against the start of the run; stop the run when its first replies all failed."""
+        counted, stop = self._start.invalid(invalid.reason, after_feedback)
+        if counted:
+            self._stats.add(invalid_before_first_valid=1)
+        if stop is None:
+            return
+        self._abort.set()  # no worker sends another request; the main thread re-raises this error
+        settings = self.params
+        structured = " (OpenAI structured outputs; else set json_object)" if settings.response_format == "json_schema" else ""
+        raise UserError(
+            f"{stop}; check that generate.teacher.model answers in JSON, that its server supports response_format: "
+            f"{settings.response_format}{structured}, and the prompts in {settings.prompts_dir}; stopped by "
+            f"generate.teacher.stop_after_invalid_replies, an estimated ${self._stats.get('cost_usd'):.2f} spent"
+        )
 
     def _request(self, job: _Job, messages: Messages) -> Reply:
         if self._abort.is_set():
@@ -380,9 +435,9 @@ class TeacherRunner:
 
 def _validate(job: _Job, reply: Reply) -> list[dict[str, Any]]:
     if reply.refusal:
-        raise InvalidResponse(f"the model refused ({' '.join(reply.refusal.split())[:200]})")
+        raise InvalidResponse(f"the model refused ({' '.join(reply.refusal.split())[:200]})", "the model refused")
     if reply.finish_reason == "length":
-        raise InvalidResponse("the reply was cut off at the length limit; write shorter items")
+        raise InvalidResponse("the reply was cut off at the length limit; write shorter items", "cut off at the length limit")
     return parse_reply(job.kind, reply.content, job.count)
 
 

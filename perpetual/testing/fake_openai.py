@@ -53,6 +53,7 @@ class Fault:
     hang_s: float = 30.0
     item_kind: str | None = None  # only "flashcards" or "mcq" requests
     match: str | None = None  # only requests whose user message contains this text
+    first_tries: int | None = None  # only each prompt's first this many requests (a model that gets it right once told)
 
 
 def prompt_hash(messages: list[dict[str, Any]]) -> str:
@@ -141,6 +142,8 @@ class FakeOpenAI:
                 if fault.times is not None and fault.times <= 0:
                     continue
                 if fault.item_kind not in (None, kind) or (fault.match is not None and fault.match not in user):
+                    continue
+                if fault.first_tries is not None and self.requests_by_prompt[digest] > fault.first_tries:
                     continue
                 if fault.times is not None:
                     fault.times -= 1
