@@ -47,13 +47,7 @@ class OpenAITransport:
         }
 
     def send(self, kind: ItemKind, messages: Messages) -> Reply:
-        body = {
-            "model": self.params.model,
-            "messages": messages,
-            "response_format": self._response_formats[kind],
-            "temperature": self.params.temperature,
-            "seed": self.params.seed,
-        }
+        body = self.request_body(kind, messages)
         try:
             # The client's generic post(), which keeps its auth, retries, timeouts and error classes, rather than the
             # typed chat.completions.create(): create() walks every request through its TypedDict transformer (each
@@ -80,12 +74,11 @@ class OpenAITransport:
         return str(self._client.api_key or "")
 
     def request_body(self, kind: ItemKind, messages: Messages) -> dict[str, Any]:
-        """The body `send` posts, as JSON: a line of the batch transports' requests file (perpetual/teacher/batch.py).
-        Keep the two in step; tests/test_teacher_batch.py checks that both send the same."""
+        """The body `send` posts: also a line of the batch transports' requests file (perpetual/teacher/batch.py)."""
         return {
             "model": self.params.model,
             "messages": [dict(message) for message in messages],
-            "response_format": self._response_format(kind),
+            "response_format": self._response_formats[kind],
             "temperature": self.params.temperature,
             "seed": self.params.seed,
         }
