@@ -21,14 +21,21 @@ class TeacherParams(Strict):
     base_url: str | None = Field(
         description="the endpoint (null: OpenAI's); e.g. `http://localhost:8000/v1` for vLLM, `http://localhost:11434/v1` for Ollama"
     )
-    response_format: Literal["json_schema", "json_object"] = Field(
-        description="`json_schema`: OpenAI Structured Outputs; `json_object` for servers without them"
+    response_format: Literal["json_schema", "json_object", "prompt"] = Field(
+        description="`json_schema`: OpenAI Structured Outputs; `json_object` for servers without them; `prompt` for servers "
+        "that enforce no format (`transformers serve`): none is sent, the prompt's worked example shows the shape, and "
+        "replies are parsed leniently (code fences, text around the JSON), validated and re-asked"
     )
     temperature: float = Field(ge=0.0, le=2.0, description="the sampling temperature")
     seed: int = Field(description="the seed sent with each request")
     concurrency: int = Field(ge=1, description="requests in flight")
     max_retries: int = Field(ge=0, description="retries on 429, 5xx and timeouts (the openai client's backoff, honouring `Retry-After`)")
     timeout_s: float = Field(gt=0, description="seconds per request")
+    max_tokens: int | None = Field(
+        ge=1,
+        description="the longest reply, in tokens (null: the server's default); a reply cut off at it keeps the items it "
+        "completed if they pass validation, else it is asked again, so a small model that repeats itself stops costing time",
+    )
     requests_per_minute: int | None = Field(ge=1, description="client-side pacing for rate-limited endpoints (null: none)")
     tokens_per_minute: int | None = Field(ge=1, description="the same in tokens (null: none)")
     max_cost_usd: float | None = Field(ge=0, description="stop cleanly before the estimated cost exceeds this (null: no budget)")

@@ -42,6 +42,7 @@ class OpenAITransport:
             "temperature": settings.temperature,
             "response_format": settings.response_format,
             "seed": settings.seed,
+            **({"max_tokens": settings.max_tokens} if settings.max_tokens is not None else {}),  # null: keys as before
         }
 
     def send(self, kind: ItemKind, messages: Messages) -> Reply:
@@ -52,6 +53,7 @@ class OpenAITransport:
                 response_format=self._response_format(kind),
                 temperature=self.params.temperature,
                 seed=self.params.seed,
+                max_tokens=openai.omit if self.params.max_tokens is None else self.params.max_tokens,
             )
         except openai.APIStatusError as error:
             fatal = fatal_error(error, self._secret(), WITHOUT_AN_ENDPOINT)
@@ -75,6 +77,8 @@ class OpenAITransport:
         )
 
     def _response_format(self, kind: ItemKind) -> Any:
+        if self.params.response_format == "prompt":
+            return openai.omit  # the shape is asked for in the prompt only; servers such as transformers serve ignore one
         if self.params.response_format == "json_object":
             return {"type": "json_object"}
         return {"type": "json_schema", "json_schema": {"name": kind, "strict": True, "schema": json_schema(kind)}}
