@@ -40,8 +40,10 @@ class TeacherParams(Strict):
     base_url: str | None = Field(
         description="the endpoint (null: OpenAI's); e.g. `http://localhost:8000/v1` for vLLM, `http://localhost:11434/v1` for Ollama"
     )
-    response_format: Literal["json_schema", "json_object"] = Field(
-        description="`json_schema`: OpenAI Structured Outputs; `json_object` for servers without them"
+    response_format: Literal["json_schema", "json_object", "prompt"] = Field(
+        description="`json_schema`: OpenAI Structured Outputs; `json_object` for servers without them; `prompt` for servers "
+        "that enforce no format (`transformers serve`): none is sent, the prompt's worked example shows the shape, and "
+        "replies are parsed leniently (code fences, text around the JSON), validated and re-asked"
     )
     temperature: float = Field(ge=0.0, le=2.0, description="the sampling temperature")
     seed: int = Field(description="the seed sent with each request")
@@ -53,6 +55,11 @@ class TeacherParams(Strict):
         description="stop the run with a one-line error when its first this many replies all fail validation, one at least "
         "after the error was fed back (a model or server that ignores the schema), instead of paying for every chunk; "
         "counted in `metrics/generate/<task>.json` as `invalid_before_first_valid`. null: never",
+    )
+    max_tokens: int | None = Field(
+        ge=1,
+        description="the longest reply, in tokens (null: the server's default); a reply cut off at it keeps the items it "
+        "completed if they pass validation, else it is asked again, so a small model that repeats itself stops costing time",
     )
     requests_per_minute: int | None = Field(ge=1, description="client-side pacing for rate-limited endpoints (null: none)")
     tokens_per_minute: int | None = Field(ge=1, description="the same in tokens (null: none)")

@@ -572,24 +572,25 @@ class _Rounds:
         cost = teacher._cost(reply.prompt_tokens, reply.completion_tokens)
         teacher._stats.add(requests=1, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens, cost_usd=cost)
         self._release(key, cost)
-        cached = CachedResponse(reply.content, reply.prompt_tokens, reply.completion_tokens)
         if key not in self.waiting:
             # A resumed batch's request this run no longer needs (its chunk or prompt changed meanwhile): paid for, and
             # the cache is content-addressed, so it is kept (read back through validation, like any cached reply).
             if teacher.cache.get(key) is None:
-                teacher.cache.put(key, cached, {"model": str(teacher.transport.cache_fields().get("model"))})
+                teacher.cache.put(key, CachedResponse(reply.content, reply.prompt_tokens, reply.completion_tokens), {"model": str(teacher.transport.cache_fields().get("model"))})
             return
         job = self.jobs[self.waiting[key]]
         teacher._learn_completion_size(job, reply)
         try:
-            items = _validate(job, reply)
+            items, content = _validate(job, reply, teacher.prompts[job.kind] if teacher._with_example else None)
         except InvalidResponse as invalid:
             teacher._stats.add(invalid_responses=1)
             echoed = {"role": "assistant", "content": reply.content[:MAX_ECHOED_CHARS]}
             self.messages[key] = [*job.messages, echoed, {"role": "user", "content": feedback_message(invalid)}]
             self._again(key, f"invalid response after {self.tries[key] + 1} attempt(s): {invalid}", "invalid replies (the error fed back)")
             return
-        self.settle(key, _Outcome(job, items, None, cached))
+        if content != reply.content:
+            teacher._stats.add(cut_replies_kept=1)
+        self.settle(key, _Outcome(job, items, None, CachedResponse(content, reply.prompt_tokens, reply.completion_tokens)))
 
     def _again(self, key: str, reason: str, why: str) -> None:
         """Into the next round, unless this was its last try (then a Failure with `reason`)."""

@@ -8,6 +8,7 @@ what is wrong in terms the model can act on.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -73,7 +74,7 @@ class InvalidResponse(ValueError):
 def parse_reply(kind: ItemKind, content: str, count: int) -> list[dict[str, Any]]:
     """The reply's items, validated and stripped, at most `count` of them; InvalidResponse says what is wrong."""
     try:
-        reply = REPLIES[kind].model_validate_json(content)
+        reply = REPLIES[kind].model_validate_json(json_object_in(content))
     except ValidationError as error:
         raise InvalidResponse(_describe(error), _reason(error)) from None
     return [item.model_dump() for item in reply.questions[:count]]
@@ -85,6 +86,52 @@ def _reason(error: ValidationError) -> str:
         return "not valid JSON"
     where = ".".join("*" if isinstance(part, int) else str(part) for part in first["loc"]) or "the reply"
     return f"{where}: {first['msg']}"
+_FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n(.*?)```", re.DOTALL)
+
+
+def json_object_in(content: str) -> str:
+    """The reply's JSON object as text: the first complete object with `questions` in a fenced block, else in the
+    reply. A server that enforces no schema (response_format: prompt) gets replies such as "Here are the questions:
+    ```json {...} ```" or an object followed by more text; structured outputs give the bare object, which comes back
+    as it is. Without such an object the reply comes back unchanged, for the validator to say what is wrong with it
+    (not JSON, cut off, another shape)."""
+    decoder = json.JSONDecoder()
+    for text in [*_FENCE.findall(content), content]:
+        start = text.find("{")
+        while start != -1:
+            try:
+                value, end = decoder.raw_decode(text, start)
+            except json.JSONDecodeError:
+                end = start + 1
+            else:
+                if isinstance(value, dict) and "questions" in value:
+                    return text[start:end]
+            start = text.find("{", end if end > start + 1 else start + 1)
+    return content
+
+
+_ITEMS_START = re.compile(r'\{\s*"questions"\s*:\s*\[')
+_BETWEEN_ITEMS = re.compile(r"\s*,?\s*")
+
+
+def complete_items(content: str, count: int) -> str | None:
+    """A reply cut off at the token limit, as the reply of its first `count` complete items: `{"questions": [...]}`,
+    or None when no item is complete. A small model that repeats itself until the limit has often written its items
+    whole before it started again; each one is validated like any other."""
+    start = _ITEMS_START.search(content)
+    if start is None:
+        return None
+    decoder = json.JSONDecoder()
+    items: list[Any] = []
+    position = start.end()
+    while len(items) < count:
+        position = _BETWEEN_ITEMS.match(content, position).end()  # type: ignore[union-attr]  # matches the empty string
+        try:
+            item, position = decoder.raw_decode(content, position)
+        except json.JSONDecodeError:
+            break
+        items.append(item)
+    return json.dumps({"questions": items}, ensure_ascii=False) if items else None
 
 
 def _describe(error: ValidationError) -> str:

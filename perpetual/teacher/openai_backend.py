@@ -44,6 +44,7 @@ class OpenAITransport:
             "temperature": settings.temperature,
             "response_format": settings.response_format,
             "seed": settings.seed,
+            **({"max_tokens": settings.max_tokens} if settings.max_tokens is not None else {}),  # null: keys as before
         }
 
     def send(self, kind: ItemKind, messages: Messages) -> Reply:
@@ -75,16 +76,22 @@ class OpenAITransport:
 
     def request_body(self, kind: ItemKind, messages: Messages) -> dict[str, Any]:
         """The body `send` posts: also a line of the batch transports' requests file (perpetual/teacher/batch.py)."""
-        return {
+        body: dict[str, Any] = {
             "model": self.params.model,
             "messages": [dict(message) for message in messages],
-            "response_format": self._response_formats[kind],
             "temperature": self.params.temperature,
             "seed": self.params.seed,
         }
+        if self._response_formats[kind] is not None:
+            body["response_format"] = self._response_formats[kind]
+        if self.params.max_tokens is not None:
+            body["max_tokens"] = self.params.max_tokens
+        return body
 
 
-def response_format(kind: ItemKind, mode: str) -> dict[str, Any]:
+def response_format(kind: ItemKind, mode: str) -> dict[str, Any] | None:
+    if mode == "prompt":
+        return None  # the shape is asked for in the prompt only; servers such as transformers serve ignore one
     if mode == "json_object":
         return {"type": "json_object"}
     return {"type": "json_schema", "json_schema": {"name": kind, "strict": True, "schema": json_schema(kind)}}

@@ -31,7 +31,7 @@ from perpetual.errors import UserError
 from perpetual.records import LETTERS, Chunk
 from perpetual.teacher.base import Failure, FlashcardDraft, GenerationResult, ItemKind, McqDraft
 from perpetual.teacher.cache import CachedResponse, KeyField, ResponseCache, cache_key
-from perpetual.teacher.items import InvalidResponse, feedback_message, parse_reply
+from perpetual.teacher.items import InvalidResponse, complete_items, feedback_message, parse_reply
 from perpetual.teacher.prompts import Messages, Prompt, load_prompt
 
 KINDS: tuple[ItemKind, ...] = ("flashcards", "mcq")
@@ -80,6 +80,7 @@ STATS_KEYS = (
     "retries",  # transport retries (429, 5xx, timeouts, connection errors)
     "invalid_responses",  # replies rejected by validation and asked again
     "invalid_before_first_valid",  # of those, the ones before the run's first valid reply (see _StartCheck)
+    "cut_replies_kept",  # replies cut off at max_tokens whose complete items passed validation and were kept
 )
 
 
@@ -213,6 +214,8 @@ class TeacherRunner:
         self.transport = transport
         self.params = params
         self.prompts: dict[ItemKind, Prompt] = {kind: load_prompt(Path(params.prompts_dir), kind) for kind in KINDS}
+        # Without structured outputs the shape is asked for in the prompt only: the prompt's worked example goes too.
+        self._with_example = params.response_format == "prompt"
         self.cache = ResponseCache(params.cache_dir)
         self._show_progress = show_progress
         self._abort = threading.Event()
@@ -242,7 +245,8 @@ class TeacherRunner:
     def _job(self, index: int, chunk: Chunk, kind: ItemKind, count: int) -> _Job:
         prompt = self.prompts[kind]
         fields = {**self.transport.cache_fields(), "prompt_sha256": prompt.sha256, "kind": kind, "count": count, "text": chunk["text"]}
-        return _Job(index, chunk["chunk_id"], kind, count, prompt.render(chunk["text"], count), cache_key(fields))
+        messages = prompt.render(chunk["text"], count, with_example=self._with_example)
+        return _Job(index, chunk["chunk_id"], kind, count, messages, cache_key(fields))
 
     def _assemble(self, jobs: list[_Job], outcomes: dict[int, _Outcome]) -> GenerationResult:
         # Chunk order, not completion order: the same inputs always give the same output file.
@@ -351,7 +355,7 @@ class TeacherRunner:
             except RequestFailed as failed:
                 return _Outcome(job, None, f"api error: {failed}")
             try:
-                items = _validate(job, reply)
+                items, content = _validate(job, reply, self.prompts[job.kind] if self._with_example else None)
             except InvalidResponse as invalid:
                 error = invalid
                 self._stats.add(invalid_responses=1)
@@ -360,7 +364,9 @@ class TeacherRunner:
                 messages = [*job.messages, echoed, {"role": "user", "content": feedback_message(invalid)}]
                 continue
             self._start.valid()
-            return _Outcome(job, items, None, CachedResponse(reply.content, reply.prompt_tokens, reply.completion_tokens))
+            if content != reply.content:
+                self._stats.add(cut_replies_kept=1)
+            return _Outcome(job, items, None, CachedResponse(content, reply.prompt_tokens, reply.completion_tokens))
         return _Outcome(job, None, f"invalid response after {self.params.max_retries + 1} attempt(s): {error}")
 
     def _check_start(self, invalid: InvalidResponse, after_feedback: bool) -> None:
@@ -433,12 +439,29 @@ class TeacherRunner:
         return prompt_tokens / 1000 * self.params.price_per_1k_input_usd + completion_tokens / 1000 * self.params.price_per_1k_output_usd
 
 
-def _validate(job: _Job, reply: Reply) -> list[dict[str, Any]]:
+def _validate(job: _Job, reply: Reply, example: Prompt | None) -> tuple[list[dict[str, Any]], str]:
+    """The reply's items and the content to cache. A reply cut off at the length limit keeps its first complete items
+    when they pass validation (cached as a reply of those items). With a worked example in the prompt, a reply that
+    copies it instead of asking about the text is rejected."""
     if reply.refusal:
         raise InvalidResponse(f"the model refused ({' '.join(reply.refusal.split())[:200]})", "the model refused")
+    content = reply.content
     if reply.finish_reason == "length":
-        raise InvalidResponse("the reply was cut off at the length limit; write shorter items", "cut off at the length limit")
-    return parse_reply(job.kind, reply.content, job.count)
+        cut_off = "the reply was cut off at the length limit; write shorter items"
+        kept = complete_items(content, job.count)
+        if kept is None:
+            raise InvalidResponse(cut_off, "cut off at the length limit")
+        try:
+            items = parse_reply(job.kind, kept, job.count)
+        except InvalidResponse as invalid:
+            raise InvalidResponse(f"{cut_off} (its complete items: {invalid})", f"cut off at the length limit, then {invalid.reason}") from None
+        content = kept
+    else:
+        items = parse_reply(job.kind, content, job.count)
+    copied = example.copied_example(items, job.messages[-1]["content"]) if example is not None else None
+    if copied is not None:
+        raise InvalidResponse(copied, "copies the worked example")
+    return items, content
 
 
 def tokens_from_chars(chars: int) -> int:

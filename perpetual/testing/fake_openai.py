@@ -5,11 +5,12 @@
         teacher = OpenAITeacher(params.model_copy(update={"base_url": server.base_url}), api_key="sk-test")
 
 Replies are built deterministically from the user message, in the shape the flashcard or MCQ schema asks for
-(`questions` with question/answer, or question/choices/answer), with usage token counts. A request without a
-response_format (a self-study rephrasing or answer: plain text) is answered with its user message's last paragraph
-rewritten, its words in reverse order (`rewrite`): every one-word fact (a number, an identifier) is kept and no word
+(`questions` with question/answer, or question/choices/answer), with usage token counts; a request for items without
+a response_format (`response_format: prompt`) gets the JSON amid prose, in a code fence, as a chat model writes it.
+A request without a response_format or a system message (a self-study rephrasing or answer: plain text) is answered
+with its user message's last paragraph rewritten, its words in reverse order (`rewrite`): every one-word fact (a number, an identifier) is kept and no word
 pair is, so a rephrasing check keeps it, unless a fact of several words ("Aurora Labs") comes out reversed. Faults are injected on
-demand and consumed by the requests they match. The server counts requests per prompt hash (system + first user
+demand and consumed by the requests they match. The server counts requests per prompt hash (system + the chunk's user
 message, so feedback retries count against the prompt they retry) and keeps the Authorization headers it saw in
 memory only, never on disk.
 
@@ -57,10 +58,17 @@ class Fault:
 
 
 def prompt_hash(messages: list[dict[str, Any]]) -> str:
-    """Identifies a prompt across its retries: the system message and the first user message."""
+    """Identifies a prompt across its retries: the system message and the prompt's user message."""
     system = next((str(m.get("content")) for m in messages if m.get("role") == "system"), "")
-    user = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
-    return hashlib.sha256(f"{system}\x1f{user}".encode()).hexdigest()
+    return hashlib.sha256(f"{system}\x1f{prompt_user(messages)}".encode()).hexdigest()
+
+
+def prompt_user(messages: list[dict[str, Any]]) -> str:
+    """The user message that holds the chunk: the last one that is not feedback on a rejected reply (a worked example's
+    user turn comes before it; feedback, after)."""
+    users = [str(m.get("content")) for m in messages if m.get("role") == "user"]
+    asked = [content for content in users if not content.startswith("Your previous reply was rejected")]
+    return (asked or users or [""])[-1]
 
 
 class FakeOpenAI:
@@ -131,7 +139,7 @@ class FakeOpenAI:
         """Count the request and take the first fault that matches it, if any."""
         messages = body.get("messages") or []
         kind = request_kind(body)
-        user = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
+        user = prompt_user(messages)
         with self._lock:
             digest = prompt_hash(messages)
             self.requests_by_prompt[digest] += 1
@@ -174,8 +182,8 @@ def _wanted_count(body: dict[str, Any], kind: str) -> int:
 
 
 def is_plain(body: dict[str, Any]) -> bool:
-    """A request for prose (no response_format), as self-study sends."""
-    return not body.get("response_format")
+    """A request for prose (no response_format and no system message), as self-study sends."""
+    return not body.get("response_format") and not any(m.get("role") == "system" for m in body.get("messages") or [])
 
 
 def rewrite(text: str) -> str:
@@ -185,8 +193,7 @@ def rewrite(text: str) -> str:
 
 
 def build_content(body: dict[str, Any], fault: Fault | None) -> str:
-    messages = body.get("messages") or []
-    text = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
+    text = prompt_user(body.get("messages") or [])
     if is_plain(body):
         reply = rewrite(text)
         return reply[: len(reply) // 2] if fault is not None and fault.kind == "truncated" else reply
@@ -203,7 +210,10 @@ def build_content(body: dict[str, Any], fault: Fault | None) -> str:
             items = [{"question": item["question"]} for item in items[:2]]  # too few, and no answers
     else:
         items = [_mcq(words, seed + index, index, fault_kind) for index in range(count)]
-    return json.dumps({"questions": items})
+    reply = json.dumps({"questions": items})
+    if not body.get("response_format"):  # asked in the prompt only: the JSON amid prose, as a chat model writes it
+        return f"Here are the questions about the text.\n```json\n{reply}\n```\nI hope they help!"
+    return reply
 
 
 def _flashcard(words: list[str], seed: int, index: int) -> dict[str, Any]:
