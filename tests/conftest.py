@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from teacher_support import SECRET
+from teacher_support import serving
 
 from perpetual.testing.fake_openai import FakeOpenAI
 
@@ -25,10 +25,7 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     """The project's OpenAI-compatible server on 127.0.0.1, with the test key in the environment."""
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with FakeOpenAI() as fake:
-        yield fake
+    yield from serving(monkeypatch, FakeOpenAI())
 
 
 # ChatML, as SmolLM2-Instruct and many instruct models write it; lets tests use a chat template on a tiny tokenizer.

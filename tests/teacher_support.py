@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import pytest
 
 from perpetual.config import TeacherParams
 from perpetual.records import Chunk
@@ -34,3 +37,14 @@ def make_teacher(server: FakeOpenAI, cache_dir: Path, **overrides: Any) -> OpenA
     )
     settings.update(overrides)
     return OpenAITeacher.from_params(section(TeacherParams, "generate.teacher", **settings), show_progress=False)
+
+
+Fake = TypeVar("Fake", bound=FakeOpenAI)
+
+
+def serving(monkeypatch: pytest.MonkeyPatch, fake: Fake) -> Iterator[Fake]:
+    """A fake endpoint, started, with the test key in the environment (and no other endpoint's)."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with fake:
+        yield fake

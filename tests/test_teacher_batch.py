@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 import yaml
-from teacher_support import REPO, SECRET, make_chunks
+from teacher_support import REPO, SECRET, make_chunks, serving
 
 from perpetual import paths
 from perpetual.config import TeacherParams, parse_params
@@ -35,10 +35,7 @@ CHUNKS = 12  # 24 requests: flashcards and MCQs per chunk
 
 @pytest.fixture
 def batch_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBatchAPI]:
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with FakeBatchAPI() as fake:
-        yield fake
+    yield from serving(monkeypatch, FakeBatchAPI())
 
 
 def teacher_params(base_url: str | None, cache_dir: Path, **overrides: Any) -> TeacherParams:
