@@ -26,16 +26,20 @@ class RoundSpec(Strict):
 
     task: str = Field(
         description="the task whose knowledge the round adds; a task of `pipeline.tasks`, whose fetch, chunk, generate and "
-        "assemble stages make the round's material (its chunks, flashcards and MCQs)"
+        "assemble stages make the round's material (its chunks, flashcards and MCQs)",
+        examples=["research"],
     )
     sources: list[str] | None = Field(
         description="a slice of the task: glob patterns (`fnmatch`) matched against each chunk's `source` (a file's path in a "
-        "code folder, a paper's file name, a product's id), so that rounds can take parts of one task in turn (no chunk in two "
-        "rounds); null: the whole task"
+        "code folder such as `brindlewick/kiln.py`, a paper's file name such as `01-larkspur-optimiser.md`, a product's "
+        "`catalogue.csv#PX-1001`), so that rounds can take parts of one task in turn (no chunk in two "
+        "rounds); null: the whole task",
+        examples=[["0[1-4]-*.md"]],
     )
     after: str = Field(
         description="the round it follows: the one before it in `plan`, `base` for the first. Written out because dvc.yaml "
-        "chains a round to the model and material of the round before by this name (DVC cannot compute it)"
+        "chains a round to the model and material of the round before by this name (DVC cannot compute it)",
+        examples=["r1-code"],
     )
 
 

@@ -22,9 +22,9 @@ from perpetual.scoring import Encodings
 def main() -> None:
     args, params = stage_args(__doc__, round=True)
     rounds, settings, index = params.rounds, params.evaluate, params.index
-    mcqs = read_jsonl(paths.union_mcqs(args.round))
+    mcqs, chunks = read_jsonl(paths.union_mcqs(args.round)), read_jsonl(paths.union_chunks(args.round))
     embedder = load_embedder(index.embedder)
-    retrieved, recall = union_retrieval(read_jsonl(paths.union_chunks(args.round)), mcqs, embedder, index.embedder, index.top_k, index.batch_size)
+    retrieved, recall = union_retrieval(chunks, mcqs, embedder, index.embedder, index.top_k, index.batch_size)
     own = [mcq for mcq in mcqs if mcq["round"] == args.round]
     first = rounds.first(args.round)
     instructions = load_instructions(Path(settings.retention.path), settings.retention.limit) if settings.retention.enabled and first else []
@@ -32,7 +32,7 @@ def main() -> None:
                          index.context_template, Encodings(), instructions, embedder, index.batch_size)  # fmt: skip
     write_jsonl(paths.round_base(args.round), [{"arm": "base", **row} for row in result.rows])
     write_jsonl(paths.round_base_retention(args.round), answer_rows(instructions, {"base": result.retention} if result.retention else {}))
-    summary = {"chunks": len(read_jsonl(paths.union_chunks(args.round))), "mcqs": len(mcqs), "top_k": index.top_k, "recall_at_k": recall,
+    summary = {"chunks": len(chunks), "mcqs": len(mcqs), "top_k": index.top_k, "recall_at_k": recall,
                "precision": result.precision}  # fmt: skip
     write_json(paths.stage_metrics("rag-round", f"{args.round}-{rounds.model}"), summary)
     print(f"rag-round {args.round}: union of {summary['chunks']} chunks, recall@{index.top_k} {recall} on {len(mcqs)} MCQs", file=sys.stderr)
