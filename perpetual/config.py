@@ -6,7 +6,8 @@ that train check them against the installed TRL (`Params.check_sft`, perpetual/s
 takes seconds that the other stages need not spend.
 
 Some sections have modules of their own: `fetch` (perpetual/fetch_params.py), `generate` (perpetual/generate_params.py),
-`init` (perpetual/init_params.py) and the `sft` of train and instruct (perpetual/sft_options.py). No field has a default:
+`init` (perpetual/init_params.py), `rounds` (perpetual/rounds_params.py) and the `sft` of train and instruct
+(perpetual/sft_options.py). No field has a default:
 every setting is written in params.yaml. The only fields that may be left out are those whose absence means "none": a
 catalogue's `path` or `hf_dataset` and a pretrained model's `name_or_path` or `package` (exactly one of each pair),
 `hf_split` (a local catalogue), `hf_revision` and `revision` (the default branch), `gguf_file` (no GGUF), and a field of
@@ -34,6 +35,7 @@ from perpetual.generate_params import TeacherParams as TeacherParams  # re-expor
 from perpetual.init_params import InitParams, ModelSpec
 from perpetual.mappings import deep_merge
 from perpetual.params_errors import describe, problem, union_tags
+from perpetual.rounds_params import RoundsParams
 from perpetual.sft_options import SftSection, check_sft
 from perpetual.strict import Strict
 
@@ -364,6 +366,10 @@ class Params(Strict):
     analysis: AnalysisParams = Field(
         description="`analysis@<task>-<model>`: every statistic of a cell, computed from `evaluate@`'s predictions"
     )
+    rounds: RoundsParams = Field(
+        description="perpetual learning: knowledge taken in rounds, each from the model the round before left, and what every round "
+        "forgets of the rounds before (`round-data@`, `train-round@`, `score-round@`, `rag-round@` and `report-round@<round>`)"
+    )
 
     @model_validator(mode="after")
     def every_task_and_model_is_defined(self) -> Params:
@@ -376,7 +382,30 @@ class Params(Strict):
         missing_models = sorted(set(self.pipeline.models) - set(self.init.models))
         if missing_models:
             raise ValueError(f"pipeline.models names {missing_models} but init.models has no entry for them")
+        if self.rounds.plan:
+            self.rounds_fit_the_pipeline()
         return self
+
+    def rounds_fit_the_pipeline(self) -> None:
+        """A plan's rounds take tasks of the pipeline, with its model, in one prompt format; their models are
+        `models/<round>-<model>`, so a round is not named like a task (whose models are `models/<task>-<model>`)."""
+        rounds = self.rounds
+        if rounds.model not in self.pipeline.models:
+            raise ValueError(f"rounds.model is {rounds.model!r}, which is not in pipeline.models {self.pipeline.models}")
+        for name, spec in rounds.plan.items():
+            if spec.task not in self.pipeline.tasks:
+                raise ValueError(f"rounds.plan.{name}.task is {spec.task!r}, which is not in pipeline.tasks {self.pipeline.tasks}")
+            if name in self.fetch.tasks() or name == "init":
+                raise ValueError(f"rounds.plan: a round cannot be named {name!r}, like a task or init (models/{name}-<model> is taken)")
+            if self.train.for_task(spec.task).template != self.train.template:
+                raise ValueError(f"rounds.plan.{name}: train.task_overrides.{spec.task} sets another template; every round of a chain is taught one format")
+        arms = rounds.replay.arms
+        if "mixture" in arms and rounds.replay.earlier_fraction + self.train.replay.fraction >= 1:
+            raise ValueError("rounds.replay.earlier_fraction + train.replay.fraction must stay below 1 for the mixture arm")
+
+    def require_round(self, name: str) -> None:
+        if name not in self.rounds.plan:
+            raise UserError(f"unknown round {name!r}; params.yaml rounds.plan has {list(self.rounds.plan) or 'no rounds'}")
 
     def require_task(self, task: str) -> None:
         if task not in self.pipeline.tasks:

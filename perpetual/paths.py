@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from perpetual.rounds_params import BASE
+
 DATA = Path("data")
 MODELS = Path("models")
 METRICS = Path("metrics")
@@ -106,3 +108,88 @@ def teacher_batch(cache_dir: str | Path) -> Path:
 def teacher_batch_state(cache_dir: str | Path) -> Path:
     """The submitted batch (its id, input file and request ids), written at submit: a run killed while polling resumes it."""
     return teacher_batch(cache_dir) / "state.json"
+
+
+# ---------------------------------------------------------------- rounds (perpetual/rounds.py, docs/rounds.md)
+def round_folder(name: str) -> Path:
+    """Everything of round `name` but its models. data/rounds/base (in git) is what round 1 follows: nothing."""
+    return DATA / "rounds" / name
+
+
+def round_rows(name: str) -> Path:
+    """round-data@<round>: the round's own training rows (its task's assembled rows, of its slice)."""
+    return round_folder(name) / "rows.jsonl"
+
+
+def round_union(name: str) -> Path:
+    """round-data@<round>: the MCQs, chunks and flashcards of every round up to this one, each with its round."""
+    return round_folder(name) / "union"
+
+
+def union_mcqs(name: str) -> Path:
+    return round_union(name) / "mcq.jsonl"
+
+
+def union_chunks(name: str) -> Path:
+    return round_union(name) / "chunks.jsonl"
+
+
+def union_flashcards(name: str) -> Path:
+    return round_union(name) / "flashcards.jsonl"
+
+
+def round_model(name: str, model: str) -> Path:
+    """train-round@<round>: one model per replay arm, `<arm>/` inside. Beside models/base-<model>, so that dvc.yaml
+    names the model a round starts from as models/<after>-<model> for the first round (after: base) and the others."""
+    return MODELS / f"{name}-{model}"
+
+
+def round_arm_model(name: str, model: str, arm: str) -> Path:
+    return round_model(name, model) / arm
+
+
+def round_start(after: str, model: str, arm: str) -> Path:
+    """The model an arm's round starts from: the base model for the first round, else the round before's model of
+    the same arm."""
+    return base_model(model) if after == BASE else round_arm_model(after, model, arm)
+
+
+def round_checkpoints(name: str, model: str, arm: str) -> Path:
+    return Path("checkpoints") / "rounds" / f"{name}-{model}" / arm
+
+
+def round_self_study_cache(name: str, model: str) -> Path:
+    return DATA / "cache" / "self-study" / f"round-{name}-{model}"
+
+
+def round_scores(name: str) -> Path:
+    """score-round@<round>: each arm's model after the round, closed-book on every MCQ of the union."""
+    return round_folder(name) / "scores.jsonl"
+
+
+def round_retention(name: str) -> Path:
+    """score-round@<round>: each arm's greedy answers to the retention set after the round."""
+    return round_folder(name) / "retention.jsonl"
+
+
+def round_base(name: str) -> Path:
+    """rag-round@<round>: the base model closed-book on the round's own MCQs, and with RAG over the union's chunks on
+    every MCQ of the union."""
+    return round_folder(name) / "base.jsonl"
+
+
+def round_base_retention(name: str) -> Path:
+    """rag-round@<round>: the base model's retention answers (the first round's; empty for the others)."""
+    return round_folder(name) / "base-retention.jsonl"
+
+
+def round_history(name: str) -> Path:
+    """report-round@<round>: every prediction of the rounds up to this one (the round before's history, then this
+    round's), what the forgetting matrix so far is computed from."""
+    return round_folder(name) / "history.jsonl"
+
+
+def round_report(model: str, name: str, suffix: str) -> Path:
+    """report-round@<round>: the forgetting matrix and the rest after the round, metrics/rounds/<model>/<round> with
+    `suffix` .json, .md or .png."""
+    return METRICS / "rounds" / model / f"{name}{suffix}"

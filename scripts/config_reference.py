@@ -116,6 +116,8 @@ def spec_map(annotation: Any) -> tuple[str, list[type[BaseModel]]] | None:
     if typing.get_origin(annotation) is not dict:
         return None
     value = typing.get_args(annotation)[1]
+    if is_model(value):
+        return None   # entries of one kind (`rounds.plan`): their keys get a table of their own, as a mapping's do
     kinds = [member for member in members(value) if is_model(member)]
     if not kinds:
         return None

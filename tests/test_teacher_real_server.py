@@ -7,7 +7,8 @@ default research corpus.
 the prompt's worked example shows the shape, replies are parsed leniently, validated and re-asked. A 135M model gets
 most replies wrong (it repeats itself until the token limit, copies the worked example, breaks the JSON); the test
 prints what it got wrong, as the stage's metrics count it, and asserts that the metrics account for every failure and
-that the items written passed validation. About a minute on 2 CPU cores; no network.
+that the items written passed validation (the stage may exit 2 when one kind came out empty: its one-line error is
+checked). About a minute on 2 CPU cores; no network.
 """
 
 from __future__ import annotations
@@ -130,7 +131,11 @@ def test_generate_stage_against_transformers_serve(server: tuple[str, Path], smo
     run = subprocess.run([sys.executable, "-m", "stages.generate", "--task", "research"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=900)  # fmt: skip
     seconds = time.monotonic() - started
-    assert run.returncode == 0, run.stderr[-3000:]
+    # Greedy decoding is not the same on every CPU (kernels differ, so do the argmaxes of near ties): on one machine
+    # SmolLM2 gets an MCQ right, on another only flashcards. Both are the stage working: it writes what passed, counts
+    # what failed, and exits 2 with one line when a kind came out empty (never a traceback, never a silent success).
+    last_line = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else ""
+    assert run.returncode == 0 or (run.returncode == 2 and last_line.startswith("error: generate@research wrote 0 ")), run.stderr[-3000:]
 
     metrics = json.loads((tmp_path / "metrics/generate/research.json").read_text())
     flashcards = [json.loads(line) for line in (tmp_path / "data/generated/research/flashcards.jsonl").read_text().splitlines()]
