@@ -262,7 +262,8 @@ def plot(report: Mapping[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     rounds, arms, fmt = report["rounds"], report["arms"], report["formats"][0]
-    figure, axes = plt.subplots(2, len(arms), figsize=(3.6 * len(arms) + 1, 7), squeeze=False)
+    figure, axes = plt.subplots(2, len(arms), figsize=(4.2 * len(arms) + 1, 8), squeeze=False)
+    figure.suptitle(f"Accuracy on each round's MCQs ({fmt}), per replay arm: the matrix (rows: after the round) and the curves")
     labels = ["base", *rounds]
     colours = plt.get_cmap("tab10")
     for column, arm in enumerate(arms):
@@ -276,9 +277,10 @@ def plot(report: Mapping[str, Any], path: str) -> None:
             for c, value in enumerate(row):
                 if value == value:  # not NaN
                     axis.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value < 0.6 else "black")
-        axis.set_xticks(range(len(rounds)), rounds, fontsize=7, rotation=20)
-        axis.set_yticks(range(len(labels)), [f"after {label}" if label != "base" else label for label in labels], fontsize=7)
-        axis.set_title(f"{arm}: accuracy on each round's MCQs ({fmt})", fontsize=8)
+        axis.set_xticks(range(len(rounds)), rounds, fontsize=7, rotation=30, ha="right")
+        axis.set_yticks(range(len(labels)), labels, fontsize=7)
+        axis.set_ylabel("after", fontsize=7)
+        axis.set_title(arm, fontsize=9)
         curves = axes[1][column]
         for index, j in enumerate(rounds):
             xs = [0] + [rounds.index(k) + 1 for k in rounds if j in matrix.get(k, {})]
@@ -288,11 +290,12 @@ def plot(report: Mapping[str, Any], path: str) -> None:
         if rag:
             curves.plot(*zip(*rag), linestyle="--", color="grey", label="RAG, union")
         curves.axhline(0.25, color="lightgrey", linewidth=1)
-        curves.set_xticks(range(len(labels)), labels, fontsize=7, rotation=20)
+        curves.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30, ha="right")
         curves.set_ylim(0, 1)
         curves.set_xlabel("after round", fontsize=7)
-        curves.set_title(f"{arm}: each round's MCQs over the rounds", fontsize=8)
+        curves.set_title(f"{arm}: each round's MCQs", fontsize=9)
         curves.legend(fontsize=6)
+    figure.subplots_adjust(hspace=0.45)
     figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
     figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)

@@ -15,12 +15,22 @@ from pathlib import Path
 
 
 def experiment_commit(name: str) -> str:
+    """The experiment's commit: of HEAD's experiments if it has one by that name, else the newest of that name on any
+    baseline (a commit made while the experiment ran moves HEAD past its baseline), said on stderr."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     ref = f"refs/exps/{head[:2]}/{head[2:]}/{name}"
     found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", ref], capture_output=True, text=True)
-    if found.returncode != 0:
-        sys.exit(f"error: no experiment {name!r} on this commit ({ref}); run `make run-real` first")
-    return found.stdout.strip()
+    if found.returncode == 0:
+        return found.stdout.strip()
+    listed = subprocess.run(["git", "for-each-ref", "--sort=-committerdate", "--format=%(objectname) %(refname)", "refs/exps/"],
+                            capture_output=True, text=True, check=True).stdout.split("\n")  # fmt: skip
+    named = [line.split() for line in listed if line.endswith(f"/{name}")]
+    if not named:
+        sys.exit(f"error: no experiment {name!r} in this repository (refs/exps/*/{name}); run the make target that makes it first")
+    commit, newest = named[0]
+    baseline = "".join(newest.split("/")[2:4])
+    print(f"note: experiment {name!r} is of commit {baseline[:10]}, not HEAD ({head[:10]})", file=sys.stderr)
+    return commit
 
 
 def main() -> None:
