@@ -98,9 +98,9 @@ rounds: setup remote
 
 # The same three rounds with SmolLM2-135M-Instruct: run-real's model and data (REAL_PARAMS), the recipe the recipes
 # study found best (interleaved, full fine-tuning at 1e-3: STUDY_PARAMS' method and learning rate) with 40,000 tokens a
-# round (the study's research budget: about 5 min a round at 131-146 tokens/s on 2 cores), one replay arm (generic:
-# run-real's replay), cloze. Estimated 35-45 min on 2 cores (not yet measured); ROUNDS_REAL_ARMS=[none,generic] doubles
-# the training.
+# round (the study's research budget: about 3 min a round at 190-220 tokens/s on 2 cores), one replay arm (generic:
+# run-real's replay), cloze. 21 min on 2 idle cores (2026-12-06, docs/results/rounds.md); ROUNDS_REAL_ARMS=[none,generic]
+# doubles the training.
 ROUNDS_REAL_ARMS ?= [generic]
 ROUNDS_REAL_PARAMS := $(REAL_PARAMS) -S train.method=full -S train.sft.learning_rate=1e-3 -S train.token_budget=40000 \
 	-S '++rounds.plan=$(ROUNDS_PLAN)' -S rounds.model=smollm2 -S 'rounds.replay.arms=$(ROUNDS_REAL_ARMS)' \

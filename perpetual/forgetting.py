@@ -263,7 +263,7 @@ def plot(report: Mapping[str, Any], path: str) -> None:
 
     rounds, arms, fmt = report["rounds"], report["arms"], report["formats"][0]
     figure, axes = plt.subplots(2, len(arms), figsize=(4.2 * len(arms) + 1, 8), squeeze=False)
-    figure.suptitle(f"Accuracy on each round's MCQs ({fmt}), per replay arm: the matrix (rows: after the round) and the curves")
+    figure.suptitle(f"Accuracy on each round's MCQs ({fmt}), per replay arm:\nthe matrix (rows: after the round) and the curves")
     labels = ["base", *rounds]
     colours = plt.get_cmap("tab10")
     for column, arm in enumerate(arms):
