@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from command_support import run_checked
 
 pytestmark = pytest.mark.slow
 
@@ -44,9 +45,7 @@ def small_params() -> dict:
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=2400)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
+    return run_checked(command, cwd, env, timeout=2400)
 
 
 @pytest.fixture(scope="module")
