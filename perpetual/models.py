@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import sys
 from collections.abc import Iterable
@@ -200,14 +199,3 @@ def make_init(spec: ModelSpec, corpus: Iterable[str], tokenizer_params: Tokenize
         return load_pretrained(spec, label)
     tokenizer = train_tokenizer(corpus, tokenizer_params)
     return build_tiny(spec, tokenizer, seed), tokenizer
-
-
-def model_fingerprint(folder: Path) -> str:
-    """The model's identity for the cache: a hash of its files' bytes (config, weights, tokenizer)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]

@@ -89,6 +89,16 @@ def retention_predictions(task: str, model: str) -> Path:
     return DATA / "predictions" / f"{task}-{model}.retention.jsonl"
 
 
+def base_retention_folder(model: str) -> Path:
+    """base-retention@<model>: the base model's answers to the retention set, one file per template (base_retention)."""
+    return DATA / "predictions" / f"base-{model}.retention"
+
+
+def base_retention(model: str, template: str) -> Path:
+    """The base model's retention answers asked in `template` (train.template, or a task's override of it)."""
+    return base_retention_folder(model) / f"{template}.jsonl"
+
+
 def recipe_rows(task: str, model: str) -> Path:
     """recipe@<task>-<model>'s training rows, each with the phase it is trained in (perpetual/recipes.py)."""
     return DATA / "recipes" / f"{task}-{model}.jsonl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Literal, TypedDict
 
 Letter = Literal["A", "B", "C", "D"]
@@ -51,3 +52,14 @@ def content_id(*parts: str, length: int = 16) -> str:
     """A stable id from content: the same text always gets the same id, on any machine."""
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
     return digest[:length]
+
+
+def model_fingerprint(folder: Path) -> str:
+    """The model's identity for the cache: a hash of its files' bytes (config, weights, tokenizer)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

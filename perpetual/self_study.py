@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from perpetual.config import SelfStudyParams, TeacherParams
-from perpetual.models import model_fingerprint
+from perpetual.records import model_fingerprint
 from perpetual.teacher.cache import CachedResponse, ResponseCache, cache_key
 from perpetual.teacher.quality import bigram_similarity, mentions
 from perpetual.teacher.statements import facts

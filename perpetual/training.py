@@ -28,9 +28,9 @@ from trl import SFTConfig, SFTTrainer
 from perpetual.config import TrainingParams
 from perpetual.errors import UserError
 from perpetual.io import atomic_path
-from perpetual.models import load_local, local_config, model_fingerprint, report_kernels
+from perpetual.models import load_local, local_config, report_kernels
 from perpetual.precision import Choice, choose, training_weights
-from perpetual.records import content_id
+from perpetual.records import content_id, model_fingerprint
 from perpetual.rows import Example, Row, examples
 from perpetual.sft_options import PERPETUAL_OWNED, check_sft
 from perpetual.templates import Template, TemplateName, make_template

@@ -3,8 +3,9 @@ base and the fine-tuned model; the per-question predictions go to data/predictio
 computes every statistic from them (so a change of analysis.alpha re-scores nothing).
 
 Each model (base, fine-tuned) is loaded once, as one lm-eval HFLM: lm-eval runs all its conditions and formats in one
-call, then the same HFLM scores and answers the retention set (the retriever's embedder, `index.embedder`, compares
-each answer with its reference). Contexts are fitted to that HFLM's max length first (perpetual/evaluation.py `fit`),
+call, then the fine-tuned model's HFLM scores and answers the retention set (the retriever's embedder,
+`index.embedder`, compares each answer with its reference); the base model's answers, the same in every task, come from
+base-retention@<model> (stages/base_retention.py). Contexts are fitted to that HFLM's max length first (perpetual/evaluation.py `fit`),
 so lm-eval never cuts a prompt unseen; each cell counts what was shortened or cut.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.conditions import selected
-from perpetual.errors import exits_cleanly
+from perpetual.errors import UserError, exits_cleanly
 from perpetual.evaluation import budget_for, build_items, make_lm, score, task_config, task_name
 from perpetual.io import read_jsonl, write_json, write_jsonl
 from perpetual.models import load_local, local_config
@@ -38,7 +39,7 @@ def main() -> None:
     instructions = (
         load_instructions(Path(settings.retention.path), settings.retention.limit) if settings.retention.enabled else []
     )
-    # The retriever's sentence embedder, loaded once for both models: how close each greedy answer is to its reference.
+    # The retriever's sentence embedder: how close each of the fine-tuned model's greedy answers is to its reference.
     embedder = load_embedder(params.index.embedder) if instructions else None
     folders = {"base": paths.base_model(args.model), "fine-tuned": paths.trained_model(args.task, args.model)}
 
@@ -70,13 +71,17 @@ def main() -> None:
             for name, rows in score(lm, configs).items():
                 condition, fmt = names[name]
                 predictions.extend({"condition": condition, "format": fmt, **row} for row in rows)
-            if instructions:
+            if instructions and which == "fine-tuned":
                 retained[which] = measure(lm, instructions, template, settings.retention.budget_factor, embedder, params.index.batch_size)
             del model, lm
 
     predictions.sort(key=lambda row: (row["condition"], row["format"]))
     # Written even when retention is off (then empty), since dvc.yaml declares it.
-    write_jsonl(paths.retention_predictions(args.task, args.model), answer_rows(instructions, retained))
+    base_answers = read_jsonl(paths.base_retention(args.model, template_name)) if instructions else []
+    if len(base_answers) != len(instructions):
+        raise UserError(f"{paths.base_retention(args.model, template_name)} answers {len(base_answers)} retention instructions, "
+                        f"not {len(instructions)}; run `dvc repro base-retention@{args.model}` first")  # fmt: skip
+    write_jsonl(paths.retention_predictions(args.task, args.model), base_answers + answer_rows(instructions, retained))
     write_jsonl(paths.predictions(args.task, args.model), predictions)
     write_json(paths.stage_metrics("scoring", f"{args.task}-{args.model}"), {"template": template_name, "precision": precisions})
 

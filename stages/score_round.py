@@ -12,7 +12,7 @@ from perpetual import paths
 from perpetual.cli import stage_args
 from perpetual.errors import exits_cleanly
 from perpetual.io import read_jsonl, write_json, write_jsonl
-from perpetual.models import model_fingerprint
+from perpetual.records import model_fingerprint
 from perpetual.retention import answer_rows, load_instructions
 from perpetual.retrieval import load_embedder
 from perpetual.round_scoring import Asked, Scored, score_model

@@ -63,12 +63,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
     module = importlib.import_module(f"stages.{stage}")
-    monkeypatch.setattr(sys, "argv", [stage, "--task", "demo", "--model", "tiny"])
+    cell = ["--model", "tiny"] if stage == "base_retention" else ["--task", "demo", "--model", "tiny"]
+    monkeypatch.setattr(sys, "argv", [stage, *cell])
     module.main()
 
 
 def test_evaluate_then_analysis_write_every_cell_and_retention(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project)
+    run("base_retention", monkeypatch)
     run("evaluate", monkeypatch)
     assert not (project / "metrics/eval/demo-tiny.json").exists()  # scoring computes no statistic
     scoring = json.loads((project / "metrics/scoring/demo-tiny.json").read_text())
@@ -123,6 +125,7 @@ def test_analysis_reruns_without_any_model(project: Path, monkeypatch: pytest.Mo
     """A new alpha and bootstrap count: the analysis reads only predictions, so it runs with the models gone."""
     monkeypatch.chdir(project)
     if not (project / paths.predictions("demo", "tiny")).exists():
+        run("base_retention", monkeypatch)
         run("evaluate", monkeypatch)
     before = json.loads((project / "metrics/eval/demo-tiny.json").read_text()) if (project / "metrics/eval/demo-tiny.json").exists() else None
     for folder in (paths.base_model("tiny"), paths.trained_model("demo", "tiny")):

@@ -152,6 +152,7 @@ def test_evaluate_scores_all_conditions_and_retention_stops_at_end_of_turn(proje
         set_train(project, method="lora", recipe="interleaved")
         run_stage("stages.recipe", "--task", "t", "--model", "smollm2")
         run_stage("stages.train", "--task", "t", "--model", "smollm2")
+    run_stage("stages.base_retention", "--model", "smollm2")
     run_stage("stages.evaluate", "--task", "t", "--model", "smollm2")
     run_stage("stages.analysis", "--task", "t", "--model", "smollm2")
     metrics = json.loads((project / "metrics/eval/t-smollm2.json").read_text())
