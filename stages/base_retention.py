@@ -1,10 +1,11 @@
 """base-retention@<model>: the base model's answers to the retention set (perpetual/retention.py), scored once per
 model and template, for every evaluate@<task>-<model> to compare its fine-tuned model with.
 
-The base model, the instructions and the template are the same in every task, so are its answers: scored here once
-instead of once per task (on the tiny default that was 4 of make run's 16 minutes spent three times over). The
-templates are those the tasks are taught in (`train.template`, or a task's override): one file each, all written even
-when retention is off (then empty), since dvc.yaml declares the folder.
+The base model, the instructions and the template are the same in every task, so are its answers: generated here once
+instead of once per task, and once per study rather than once per arm (DVC's run cache restores them). On the tiny
+default that saves little (about 11 s a model); a real model's answers run to hundreds of tokens. The templates are
+those the tasks are taught in (`train.template`, or a task's override): one file each, all written even when retention
+is off (then empty), since dvc.yaml declares the folder.
 """
 
 from pathlib import Path
