@@ -227,8 +227,9 @@ def task_manager():
 def make_lm(model: Any, tokenizer: Any, batch_size: int, encodings: Encodings | None = None):
     """lm-eval's HFLM, with each question's shared prompt scored once for its four options (perpetual/scoring.py).
 
-    The evaluate stage builds one per model and scores both the MCQs (`score`) and retention with it; given the same
-    `encodings`, the second model reuses the token ids of prompts the first one encoded."""
+    The evaluate stage builds one per model and scores the MCQs (`score`) with it, and the fine-tuned model's
+    retention (base-retention@ answers the base model's with one of its own); given the same `encodings`, the second
+    model reuses the token ids of prompts the first one encoded."""
     import torch
 
     from perpetual.scoring import SharedContextHFLM

@@ -17,9 +17,10 @@ The generation budget is one number for the whole set (so lm-eval batches the an
 its closing token (`generation_budget`), so that a model whose answers are longer than the references' still has
 room to finish them.
 
-The log-likelihoods and answers are computed through the lm the evaluate stage scores the MCQs with
-(perpetual/scoring.py `SharedContextHFLM`, lm-eval's HFLM): its `_loglikelihood_tokens` for the log-likelihoods and
-its `generate_until` for the answers, so batching, padding and generation are lm-eval's, in one place.
+The log-likelihoods and answers are computed through the lm the MCQs are scored with (perpetual/evaluation.py
+`make_lm`: perpetual/scoring.py `SharedContextHFLM`, lm-eval's HFLM; the base model's, the same in every task, once
+per model by base-retention@): its `_loglikelihood_tokens` for the log-likelihoods and its `generate_until` for the
+answers, so batching, padding and generation are lm-eval's, in one place.
 """
 
 from __future__ import annotations
